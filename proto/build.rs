@@ -1,0 +1,31 @@
+//! Compiles `argosy/v1/*.proto` with protox (a pure-Rust protobuf compiler,
+//! so no system `protoc` is needed) and generates prost messages and tonic
+//! clients and servers from the descriptors. The encoded descriptor set is
+//! kept for gRPC server reflection.
+
+use prost::Message;
+use std::path::PathBuf;
+
+const PROTOS: &[&str] = &[
+    "argosy/v1/types.proto",
+    "argosy/v1/agent.proto",
+    "argosy/v1/fleet.proto",
+    "argosy/v1/tokens.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let descriptors = protox::compile(PROTOS, ["."])?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join("argosy_descriptor.bin"),
+        descriptors.encode_to_vec(),
+    )?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}
