@@ -71,7 +71,9 @@ pub enum JoinStringError {
     NoToken,
     #[error("the join string's token is not of the form ID.SECRET")]
     MalformedToken,
-    #[error("the join string has no ca=sha256:HEX parameter, so the control plane cannot be verified")]
+    #[error(
+        "the join string has no ca=sha256:HEX parameter, so the control plane cannot be verified"
+    )]
     NoFingerprint,
     #[error("the CA fingerprint {0:?} is not sha256: followed by 64 hex digits")]
     BadFingerprint(String),
@@ -167,7 +169,10 @@ mod tests {
                 JoinStringError::WrongScheme("https".into()),
             ),
             ("argosy://h/?token=a.b", JoinStringError::NoAddress),
-            ("argosy://h:1/?ca=sha256:00", JoinStringError::BadFingerprint("sha256:00".into())),
+            (
+                "argosy://h:1/?ca=sha256:00",
+                JoinStringError::BadFingerprint("sha256:00".into()),
+            ),
             ("argosy://h:1/?x=1", JoinStringError::NoToken),
             ("argosy://h:1/?token=ab", JoinStringError::MalformedToken),
             ("argosy://h:1/?token=a.", JoinStringError::MalformedToken),

@@ -3,6 +3,7 @@
 //! string an agent enrolls with, and the client-side TLS (CA pinning and
 //! mutual TLS) that both the agent and the CLI dial with.
 
+pub mod exposition;
 pub mod join;
 pub mod tls;
 

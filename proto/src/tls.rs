@@ -118,7 +118,12 @@ impl ResolvesClientCert for ReloadableIdentity {
         _root_hint_subjects: &[&[u8]],
         _sigschemes: &[SignatureScheme],
     ) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
     }
 
     fn has_certs(&self) -> bool {
@@ -138,11 +143,16 @@ impl CaVerifier {
         rustls::Error::General(message)
     }
 
-    fn verifier_for(&self, ca: CertificateDer<'static>) -> Result<Arc<WebPkiServerVerifier>, rustls::Error> {
+    fn verifier_for(
+        &self,
+        ca: CertificateDer<'static>,
+    ) -> Result<Arc<WebPkiServerVerifier>, rustls::Error> {
         let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(ca)
-            .map_err(|e| Self::error(format!("the control plane's CA certificate is unusable: {e}")))?;
+        roots.add(ca).map_err(|e| {
+            Self::error(format!(
+                "the control plane's CA certificate is unusable: {e}"
+            ))
+        })?;
         WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
             .build()
             .map_err(|e| Self::error(format!("cannot verify against the control plane's CA: {e}")))

@@ -1,0 +1,30 @@
+//! The Argosy agent: enrolls its host with the control plane (pinned CA,
+//! CSR, short-lived client certificate), then holds one mutual-TLS
+//! `Session` stream over which it reports the host's inventory and a
+//! metrics sample every interval, resending what was not acknowledged and
+//! renewing its certificate before it expires.
+//!
+//! Map: [`config`] (flags, env, file) → [`agent::run`], which uses
+//! [`state`] and [`enroll`] to get an identity, then runs
+//! [`metrics`] (sampler), [`session`] (stream loop, over [`connection`],
+//! buffering in [`unacked`], retrying per [`backoff`]), [`renew`] and
+//! [`exporter`] (`/metrics`) together, sharing [`status`]. [`inventory`]
+//! describes the host; [`docker`] is the only module that talks to Docker.
+
+pub mod agent;
+pub mod backoff;
+pub mod config;
+pub mod connection;
+pub mod docker;
+pub mod enroll;
+pub mod exporter;
+pub mod inventory;
+pub mod logging;
+pub mod metrics;
+pub mod renew;
+pub mod session;
+pub mod state;
+pub mod status;
+pub mod unacked;
+
+pub use agent::{AgentError, Options, run};

@@ -1,0 +1,284 @@
+//! The session loop: one bidirectional `Session` stream at a time, over
+//! mutual TLS. The agent sends `Hello`, waits for `Welcome`, then sends
+//! every unacknowledged sample (the ones a broken stream left behind
+//! first) and each new one as it is taken, trimming the buffer on `Ack`.
+//! When the stream ends it reconnects with exponential backoff and full
+//! jitter.
+//!
+//! Protocol as the agent speaks it (the control plane must match):
+//! - every `AgentMessage` carries the next number of one process-wide,
+//!   strictly increasing `seq`, in send order, `Hello` included;
+//! - the first message of each stream is `Hello`; the agent sends nothing
+//!   else until the first `ControlMessage`, which must be `Welcome`;
+//! - `Ack { seq }` means every message of this stream numbered up to `seq`
+//!   is durably stored; acks are cumulative;
+//! - samples not acknowledged when a stream ends are sent again, oldest
+//!   first, in new messages with new numbers on the next stream (so the
+//!   control plane should treat `(host, timestamp_ms)` as the identity of a
+//!   sample and ignore duplicates);
+//! - `Disconnect { reason }` ends the session; the agent reconnects after a
+//!   backoff delay; `PermissionDenied` / `Unauthenticated` statuses are
+//!   logged as errors and retried at the backoff cap.
+
+use crate::backoff::Backoff;
+use crate::connection::{Connection, describe, is_from_server, is_refusal};
+use crate::inventory;
+use crate::status::{Counters, Shared};
+use crate::unacked::MAX_BATCH;
+use argosy_proto::tls::TlsError;
+use argosy_proto::v1::{
+    AgentMessage, ControlMessage, Hello, MetricBatch, agent_message, control_message,
+};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Timing knobs of the session loop.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// The sampling interval announced in `Hello`.
+    pub interval: Duration,
+    pub reconnect_base: Duration,
+    pub reconnect_cap: Duration,
+    /// How long the control plane has to answer with `Welcome`.
+    pub welcome_timeout: Duration,
+    /// How long the Docker engine has to answer for the inventory.
+    pub docker_timeout: Duration,
+}
+
+impl SessionOptions {
+    /// The production settings for `interval`.
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            reconnect_base: Duration::from_secs(1),
+            reconnect_cap: Duration::from_secs(30),
+            welcome_timeout: Duration::from_secs(30),
+            docker_timeout: crate::docker::PROBE_TIMEOUT,
+        }
+    }
+}
+
+/// How a session ended without an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// The control plane sent `Disconnect`.
+    Disconnected(String),
+    /// The control plane ended the stream.
+    Closed,
+}
+
+/// Why a session failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("{}", describe(.0))]
+    Status(tonic::Status),
+    #[error("the control plane did not send Welcome within {}s", .0.as_secs())]
+    NoWelcome(Duration),
+    #[error("the control plane ended the stream before sending Welcome")]
+    ClosedBeforeWelcome,
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("the stream to the control plane closed while sending")]
+    SendFailed,
+}
+
+/// Runs sessions forever, reconnecting with backoff.
+pub async fn run(connection: Connection, shared: Arc<Shared>, options: SessionOptions) {
+    let mut backoff = Backoff::new(options.reconnect_base, options.reconnect_cap);
+    let mut rng = StdRng::from_rng(&mut rand::rng());
+    loop {
+        let mut established = None;
+        let result = session_once(&connection, &shared, &options, &mut established).await;
+        shared.set_connected(false);
+        if let Some(at) = established {
+            backoff.session_ended(at.elapsed());
+        }
+        let delay = match result {
+            Ok(End::Disconnected(reason)) => {
+                tracing::info!(reason = %reason, "the control plane ended the session");
+                backoff.next_delay(&mut rng)
+            }
+            Ok(End::Closed) => {
+                tracing::warn!("the control plane closed the session");
+                backoff.next_delay(&mut rng)
+            }
+            Err(SessionError::Status(status)) if is_refusal(&status) && is_from_server(&status) => {
+                tracing::error!(
+                    error = %describe(&status),
+                    "the control plane refuses this host (revoked or unknown); \
+                     if it was revoked on purpose, stop this agent; retrying"
+                );
+                backoff.cap()
+            }
+            Err(error) => {
+                tracing::warn!(address = connection.address(), error = %error, "session failed");
+                backoff.next_delay(&mut rng)
+            }
+        };
+        tracing::info!(
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            "reconnecting"
+        );
+        tokio::time::sleep(delay).await;
+        Counters::add(&shared.counters.reconnects, 1);
+    }
+}
+
+fn interval_seconds(interval: Duration) -> u32 {
+    let seconds = interval.as_secs_f64().round().max(1.0);
+    if seconds >= f64::from(u32::MAX) {
+        u32::MAX
+    } else {
+        seconds as u32
+    }
+}
+
+/// One stream from connect to end. Sets `established` when `Welcome` came.
+async fn session_once(
+    connection: &Connection,
+    shared: &Shared,
+    options: &SessionOptions,
+    established: &mut Option<Instant>,
+) -> Result<End, SessionError> {
+    let identity = shared.identity();
+    let inventory =
+        inventory::collect(&identity.region, &identity.labels, options.docker_timeout).await;
+    let mut client = connection.client()?;
+    let (tx, rx) = mpsc::channel::<AgentMessage>(4);
+    let hello = AgentMessage {
+        seq: shared.next_seq(),
+        body: Some(agent_message::Body::Hello(Hello {
+            inventory: Some(inventory),
+            interval_seconds: interval_seconds(options.interval),
+        })),
+    };
+    tx.send(hello).await.map_err(|_| SessionError::SendFailed)?;
+
+    let response = tokio::time::timeout(
+        options.welcome_timeout,
+        client.session(ReceiverStream::new(rx)),
+    )
+    .await
+    .map_err(|_| SessionError::NoWelcome(options.welcome_timeout))?
+    .map_err(SessionError::Status)?;
+    let mut inbound = response.into_inner();
+    let first = tokio::time::timeout(options.welcome_timeout, inbound.next())
+        .await
+        .map_err(|_| SessionError::NoWelcome(options.welcome_timeout))?;
+    match first {
+        None => return Err(SessionError::ClosedBeforeWelcome),
+        Some(Err(status)) => return Err(SessionError::Status(status)),
+        Some(Ok(ControlMessage {
+            body: Some(control_message::Body::Welcome(welcome)),
+        })) => {
+            let skew_ms = welcome.server_time_ms - crate::agent::system_now_ms();
+            if welcome.host_id != identity.host_id {
+                tracing::warn!(
+                    ours = %identity.host_id,
+                    theirs = %welcome.host_id,
+                    "the control plane welcomed a different host id"
+                );
+            }
+            if skew_ms.abs() > 60_000 {
+                tracing::warn!(
+                    skew_ms,
+                    "this host's clock differs from the control plane's by over a minute"
+                );
+            }
+        }
+        Some(Ok(ControlMessage {
+            body: Some(control_message::Body::Disconnect(disconnect)),
+        })) => return Ok(End::Disconnected(disconnect.reason)),
+        Some(Ok(other)) => {
+            return Err(SessionError::Protocol(format!(
+                "expected Welcome first, got {other:?}"
+            )));
+        }
+    }
+    *established = Some(Instant::now());
+    shared.set_connected(true);
+    Counters::add(&shared.counters.sessions, 1);
+    let resend = {
+        let mut buffer = shared.buffer();
+        buffer.restart();
+        buffer.len()
+    };
+    tracing::info!(
+        address = connection.address(),
+        host_id = %identity.host_id,
+        unacknowledged = resend,
+        "connected to the control plane"
+    );
+
+    loop {
+        send_pending(shared, &tx).await?;
+        tokio::select! {
+            () = shared.sample_pushed() => {}
+            message = inbound.next() => match message {
+                None => return Ok(End::Closed),
+                Some(Err(status)) => return Err(SessionError::Status(status)),
+                Some(Ok(ControlMessage { body })) => match body {
+                    Some(control_message::Body::Ack(ack)) => {
+                        let acked = shared.buffer().ack(ack.seq);
+                        Counters::add(&shared.counters.samples_acked, acked as u64);
+                        tracing::debug!(seq = ack.seq, acked, "acknowledged");
+                    }
+                    Some(control_message::Body::Disconnect(disconnect)) => {
+                        return Ok(End::Disconnected(disconnect.reason));
+                    }
+                    Some(control_message::Body::Welcome(_)) => {
+                        tracing::warn!("ignoring a second Welcome");
+                    }
+                    None => tracing::debug!("ignoring an empty control message"),
+                },
+            },
+        }
+    }
+}
+
+/// Sends every sample not yet sent on this stream, in batches.
+async fn send_pending(
+    shared: &Shared,
+    tx: &mpsc::Sender<AgentMessage>,
+) -> Result<(), SessionError> {
+    loop {
+        let (seq, samples) = {
+            let mut buffer = shared.buffer();
+            if !buffer.has_unsent() {
+                return Ok(());
+            }
+            let seq = shared.next_seq();
+            (seq, buffer.take_batch(seq, MAX_BATCH))
+        };
+        let count = samples.len() as u64;
+        let message = AgentMessage {
+            seq,
+            body: Some(agent_message::Body::Metrics(MetricBatch { samples })),
+        };
+        tx.send(message)
+            .await
+            .map_err(|_| SessionError::SendFailed)?;
+        Counters::add(&shared.counters.samples_sent, count);
+        tracing::debug!(seq, samples = count, "sent metrics");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_announces_whole_seconds_of_at_least_one() {
+        assert_eq!(interval_seconds(Duration::from_secs(10)), 10);
+        assert_eq!(interval_seconds(Duration::from_millis(200)), 1);
+        assert_eq!(interval_seconds(Duration::from_millis(1_600)), 2);
+        assert_eq!(interval_seconds(Duration::from_secs(u64::MAX)), u32::MAX);
+    }
+}

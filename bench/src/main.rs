@@ -1,0 +1,39 @@
+//! `argosy-bench`: benchmarks that print tables (never timed assertions).
+//!
+//! - `agent-footprint`: idle RSS and CPU of a real agent at a 10 s interval,
+//!   side by side with Prometheus node_exporter scraped every 10 s, in the
+//!   same run.
+//! - `control-plane`: N simulated agents over real mutual-TLS gRPC streams
+//!   against one control plane; control-plane CPU, RSS, bytes per agent and
+//!   sample-to-ack latency.
+#![allow(clippy::print_stdout)]
+
+mod footprint;
+mod procfs;
+mod scale;
+mod spawn;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "argosy-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Idle agent footprint against node_exporter.
+    AgentFootprint(footprint::Args),
+    /// Control-plane scale with simulated agents.
+    ControlPlane(scale::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::AgentFootprint(args) => footprint::run(args).await,
+        Command::ControlPlane(args) => scale::run(args).await,
+    }
+}

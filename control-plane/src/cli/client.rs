@@ -1,0 +1,189 @@
+//! How the CLI reaches the API: address, CA trust and token from flags,
+//! `ARGOSY_*` variables or the file `argosy login` writes; a TLS channel with
+//! the bearer token attached to every call.
+
+use super::output::Output;
+use anyhow::{Context, bail};
+use argosy_proto::join::CaFingerprint;
+use argosy_proto::tls::{self, ServerTrust};
+use argosy_proto::v1::api_token_service_client::ApiTokenServiceClient;
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::transport::Channel;
+
+/// Flags every API command takes.
+#[derive(Debug, Clone, Args)]
+pub(super) struct ClientArgs {
+    /// Control plane gRPC address (host:port).
+    #[arg(long, env = "ARGOSY_ADDR", global = true)]
+    pub(super) addr: Option<String>,
+    /// API token.
+    #[arg(long, env = "ARGOSY_TOKEN", global = true, hide_env_values = true)]
+    pub(super) token: Option<String>,
+    /// SHA-256 fingerprint of the control plane's CA (printed at its start).
+    #[arg(long, env = "ARGOSY_CA_FINGERPRINT", global = true)]
+    pub(super) ca_fingerprint: Option<String>,
+    /// The control plane's CA certificate (PEM), instead of a fingerprint.
+    #[arg(long, env = "ARGOSY_CA_FILE", global = true)]
+    pub(super) ca_file: Option<PathBuf>,
+    /// CLI config file (default: ~/.config/argosy/cli.toml).
+    #[arg(long, env = "ARGOSY_CLI_CONFIG", global = true)]
+    pub(super) cli_config: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t, global = true)]
+    pub(super) output: Output,
+}
+
+/// What `argosy login` saves.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CliConfig {
+    pub(super) addr: Option<String>,
+    pub(super) token: Option<String>,
+    pub(super) ca_fingerprint: Option<String>,
+}
+
+fn config_path(explicit: &Option<PathBuf>) -> Option<PathBuf> {
+    if let Some(path) = explicit {
+        return Some(path.clone());
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))?;
+    Some(base.join("argosy").join("cli.toml"))
+}
+
+fn read_config(path: &Option<PathBuf>) -> anyhow::Result<CliConfig> {
+    let Some(path) = config_path(path) else { return Ok(CliConfig::default()) };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).with_context(|| format!("{} is not a valid CLI config", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CliConfig::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Adds the bearer token to every request.
+#[derive(Clone)]
+pub(super) struct Bearer(Option<AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+
+/// A connection to the API, ready to make clients from.
+pub(super) struct Connection {
+    pub(super) channel: Channel,
+    pub(super) bearer: Bearer,
+    pub(super) output: Output,
+}
+
+impl Connection {
+    pub(super) fn client<C>(&self, make: impl FnOnce(Channel, Bearer) -> C) -> C {
+        make(self.channel.clone(), self.bearer.clone())
+    }
+}
+
+fn trust(fingerprint: Option<&str>, ca_file: Option<&PathBuf>) -> anyhow::Result<ServerTrust> {
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).with_context(|| format!("cannot read the CA file {}", path.display()))?;
+        let cert = tls::certificates_from_pem(&pem, "the CA file")?.remove(0);
+        return Ok(ServerTrust::Ca(cert));
+    }
+    match fingerprint {
+        Some(fp) => Ok(ServerTrust::Pinned(fp.parse::<CaFingerprint>()?)),
+        None => bail!(
+            "no way to verify the control plane: pass --ca-fingerprint (printed when the control plane starts) or --ca-file, or run `argosy login` once"
+        ),
+    }
+}
+
+/// Connects using flags, environment and the saved config, in that order.
+pub(super) fn connect(args: &ClientArgs) -> anyhow::Result<Connection> {
+    let saved = read_config(&args.cli_config)?;
+    let addr = args.addr.clone().or(saved.addr).context(
+        "no control-plane address: pass --addr host:7443, set ARGOSY_ADDR, or run `argosy login`",
+    )?;
+    let fingerprint = args.ca_fingerprint.clone().or(saved.ca_fingerprint);
+    let trust = trust(fingerprint.as_deref(), args.ca_file.as_ref())?;
+    let token = args.token.clone().or(saved.token);
+    let bearer = match token {
+        Some(token) => Some(
+            AsciiMetadataValue::try_from(format!("Bearer {}", token.trim()))
+                .context("the API token contains characters that cannot be sent")?,
+        ),
+        None => None,
+    };
+    let channel = tls::channel(&addr, tls::client_config(trust, None)?)?;
+    Ok(Connection { channel, bearer: Bearer(bearer), output: args.output })
+}
+
+/// Turns a gRPC status into a one-line error for people.
+pub(super) fn status_error(status: tonic::Status) -> anyhow::Error {
+    use std::error::Error as _;
+    let mut message = status.message().to_owned();
+    if message.is_empty() || status.code() == tonic::Code::Unavailable || status.code() == tonic::Code::Unknown {
+        if let Some(source) = status.source() {
+            message = format!("{message} ({})", tls::error_chain(source));
+        }
+    }
+    anyhow::anyhow!("{message} [{:?}]", status.code())
+}
+
+#[derive(Debug, Args)]
+pub(super) struct LoginArgs {
+    #[command(flatten)]
+    pub(super) client: ClientArgs,
+}
+
+/// `argosy login`: checks the token, then saves address, CA and token.
+pub(super) async fn login(args: LoginArgs) -> anyhow::Result<()> {
+    let args = args.client;
+    let connection = connect(&args)?;
+    let mut client = connection.client(ApiTokenServiceClient::with_interceptor);
+    let me = client
+        .who_am_i(argosy_proto::v1::WhoAmIRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let path = config_path(&args.cli_config).context("cannot find a home folder for the CLI config; pass --cli-config")?;
+    let saved = read_config(&args.cli_config)?;
+    let config = CliConfig {
+        addr: args.addr.or(saved.addr),
+        token: args.token.or(saved.token),
+        ca_fingerprint: args.ca_fingerprint.or(saved.ca_fingerprint),
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let text = toml::to_string(&config)?;
+    write_private(&path, &text)?;
+    println!(
+        "logged in as {:?} (role {}); saved to {}",
+        me.name,
+        crate::dto::role_name(me.role),
+        path.display()
+    );
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! The `argosy` command line: `server` and `dev` start the control plane;
+//! every other command is a client of the gRPC API. This is the binary's
+//! edge, so it uses `anyhow` and prints to standard output.
+#![allow(clippy::print_stdout)]
+
+mod client;
+mod commands;
+mod dev;
+mod output;
+
+use crate::config::ServerArgs;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "argosy", version, about = "Argosy fleet manager: control plane and CLI")]
+pub struct Cli {
+    /// Log format: text or json.
+    #[arg(long, env = "ARGOSY_LOG_FORMAT", default_value = "text", global = true)]
+    log_format: LogFormat,
+    /// Log filter, e.g. info or argosy=debug.
+    #[arg(long, env = "ARGOSY_LOG", default_value = "info", global = true)]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the control plane.
+    Server(ServerArgs),
+    /// Run a whole fleet on this machine: the control plane on SQLite plus a local agent.
+    Dev(dev::DevArgs),
+    /// Mint a new admin API token directly in the store (recovery; needs access to the data folder or database).
+    BootstrapToken(dev::BootstrapArgs),
+    /// Check a token against the control plane and save address, CA and token for later commands.
+    Login(client::LoginArgs),
+    /// Hosts of the fleet.
+    #[command(subcommand)]
+    Hosts(commands::HostsCommand),
+    /// Metric history of a host.
+    Metrics(commands::MetricsArgs),
+    /// Join tokens that let new hosts enroll.
+    #[command(subcommand, name = "join-token")]
+    JoinToken(commands::JoinTokenCommand),
+    /// API tokens for people and automation.
+    #[command(subcommand)]
+    Token(commands::TokenCommand),
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Entry point of the `argosy` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let is_server = matches!(cli.command, Command::Server(_) | Command::Dev(_));
+    init_logging(cli.log_format, if is_server { &cli.log_level } else { "warn" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", chain(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn chain(error: &anyhow::Error) -> String {
+    argosy_proto::tls::error_chain(error.as_ref())
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Server(args) => dev::run_server(args).await,
+        Command::Dev(args) => dev::run_dev(args).await,
+        Command::BootstrapToken(args) => dev::bootstrap_token(args).await,
+        Command::Login(args) => client::login(args).await,
+        Command::Hosts(command) => commands::hosts(command).await,
+        Command::Metrics(args) => commands::metrics(args).await,
+        Command::JoinToken(command) => commands::join_token(command).await,
+        Command::Token(command) => commands::token(command).await,
+    }
+}

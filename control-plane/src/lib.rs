@@ -1,0 +1,18 @@
+//! The Argosy control plane: holds desired state and the fleet's picture,
+//! serves agents and people over gRPC and HTTP, and carries the CLI that
+//! talks to it. See ARCHITECTURE.md for the map.
+
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod dto;
+pub mod fleet;
+pub mod grpc;
+pub mod http;
+pub mod ingest;
+pub mod pki;
+pub mod secrets;
+pub mod server;
+pub mod state;
+pub mod store;

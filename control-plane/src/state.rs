@@ -1,0 +1,175 @@
+//! The shared state every API adapter works on: store, fleet registry, CA,
+//! metric writer, clock, authentication and the settings they need.
+
+use crate::auth::{self, Action, Principal, Role};
+use crate::clock::{Clock, format_ms};
+use crate::fleet::Fleet;
+use crate::ingest::SampleWriter;
+use crate::pki::Ca;
+use crate::secrets;
+use crate::store::{Retention, Store, StoreError};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Settings the adapters need, validated at start-up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `host:port` agents dial; goes into join strings.
+    pub advertise_grpc: String,
+    /// Base URL of the HTTP listener, for the install script.
+    pub public_http_url: String,
+    /// Lifetime of agent client certificates.
+    pub agent_cert_ttl_ms: i64,
+    /// Missed intervals before a host is offline.
+    pub offline_after_intervals: u32,
+    pub retention: Retention,
+    /// Folder holding `argosy-agent-<os>-<arch>` binaries to serve.
+    pub agent_binary_dir: PathBuf,
+}
+
+/// Counters for the control plane's own `/metrics`.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    pub samples_stored: AtomicU64,
+    pub samples_rejected: AtomicU64,
+    pub store_write_failures: AtomicU64,
+    pub enrollments: AtomicU64,
+    pub enrollment_failures: AtomicU64,
+    pub sessions_opened: AtomicU64,
+    pub auth_failures: AtomicU64,
+    pub certificates_renewed: AtomicU64,
+}
+
+impl Telemetry {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Why a caller was not let in.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no API token: send `authorization: Bearer <token>` (the CLI reads --token, ARGOSY_TOKEN or `argosy login`)")]
+    Missing,
+    #[error("the API token is malformed: tokens look like argosy_<id>_<secret>")]
+    Malformed,
+    #[error("the API token is not valid: unknown token or wrong secret; create one with `argosy token create`")]
+    Invalid,
+    #[error("the API token {name:?} was revoked at {at}; ask an admin for a new one")]
+    Revoked { name: String, at: String },
+    #[error("the API token {name:?} expired at {at}; ask an admin for a new one")]
+    Expired { name: String, at: String },
+    #[error(transparent)]
+    Denied(#[from] auth::Denied),
+    #[error("cannot check the API token because the store is unavailable: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The control plane's shared state.
+pub struct ControlPlane {
+    pub store: Store,
+    pub fleet: Arc<Fleet>,
+    pub ca: Arc<Ca>,
+    pub writer: SampleWriter,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
+    pub telemetry: Telemetry,
+    next_session_id: AtomicU64,
+    last_token_touch: Mutex<HashMap<String, i64>>,
+}
+
+impl ControlPlane {
+    pub fn new(
+        store: Store,
+        fleet: Arc<Fleet>,
+        ca: Arc<Ca>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            writer: SampleWriter::spawn(store.clone()),
+            store,
+            fleet,
+            ca,
+            clock,
+            settings,
+            telemetry: Telemetry::default(),
+            next_session_id: AtomicU64::new(1),
+            last_token_touch: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub fn next_session_id(&self) -> u64 {
+        self.next_session_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Checks a bearer token (the value after `Bearer `) and whether its
+    /// role allows `action`.
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        action: Action,
+    ) -> Result<Principal, AuthError> {
+        let result = self.check_token(authorization, action).await;
+        if result.is_err() {
+            Telemetry::inc(&self.telemetry.auth_failures);
+        }
+        result
+    }
+
+    async fn check_token(
+        &self,
+        authorization: Option<&str>,
+        action: Action,
+    ) -> Result<Principal, AuthError> {
+        let header = authorization.map(str::trim).filter(|h| !h.is_empty()).ok_or(AuthError::Missing)?;
+        let text = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .unwrap_or(header);
+        let (id, secret) = secrets::parse_api_token(text).ok_or(AuthError::Malformed)?;
+        let row = self.store.api_token(id).await?.ok_or(AuthError::Invalid)?;
+        if !secrets::secret_matches(secret, &row.secret_hash) {
+            return Err(AuthError::Invalid);
+        }
+        let now = self.now_ms();
+        if let Some(at) = row.revoked_at_ms {
+            return Err(AuthError::Revoked { name: row.name, at: format_ms(at) });
+        }
+        if let Some(at) = row.expires_at_ms.filter(|at| *at <= now) {
+            return Err(AuthError::Expired { name: row.name, at: format_ms(at) });
+        }
+        let role: Role = row.role.parse().map_err(|_| AuthError::Invalid)?;
+        let principal = Principal { token_id: row.id, name: row.name, role };
+        auth::authorize(&principal, action)?;
+        self.touch_token(&principal.token_id, now).await;
+        Ok(principal)
+    }
+
+    /// Records the token's last use, at most once a minute per token.
+    async fn touch_token(&self, id: &str, now: i64) {
+        let due = {
+            let mut touched = self.last_token_touch.lock().unwrap_or_else(|e| e.into_inner());
+            let due = touched.get(id).is_none_or(|at| now - at >= 60_000);
+            if due {
+                touched.insert(id.to_owned(), now);
+            }
+            due
+        };
+        if due {
+            if let Err(error) = self.store.touch_api_token(id, now).await {
+                tracing::warn!(%error, token_id = id, "could not record API token use");
+            }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Talking to a control plane: a gRPC channel that pins its CA the way the
+//! CLI and agent do, a bearer-token interceptor, and a plain HTTP/1.1 GET.
+
+use anyhow::Context;
+use argosy_proto::join::CaFingerprint;
+use argosy_proto::tls::{self, ReloadableIdentity, ServerTrust};
+use http_body_util::{BodyExt as _, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+/// Adds `authorization: Bearer <token>` to every call (or nothing).
+#[derive(Clone, Debug)]
+pub struct Bearer(Option<AsciiMetadataValue>);
+
+impl Bearer {
+    /// A bearer for `token`, or one that sends no header.
+    pub fn new(token: Option<&str>) -> Self {
+        Self(token.map(|t| {
+            AsciiMetadataValue::try_from(format!("Bearer {t}")).expect("a token is ASCII")
+        }))
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel with a bearer token attached.
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+/// A lazily connecting TLS channel to `addr` that trusts only the CA with
+/// `fingerprint`, optionally presenting a client certificate.
+pub fn pinned_channel(
+    addr: SocketAddr,
+    fingerprint: CaFingerprint,
+    identity: Option<Arc<ReloadableIdentity>>,
+) -> anyhow::Result<Channel> {
+    let config = tls::client_config(ServerTrust::Pinned(fingerprint), identity)?;
+    Ok(tls::channel(&addr.to_string(), config)?)
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> anyhow::Result<serde_json::Value> {
+        serde_json::from_slice(&self.body)
+            .with_context(|| format!("the body is not JSON (status {}): {}", self.status, self.text()))
+    }
+}
+
+/// `GET path` on `addr` over plain HTTP/1.1, with an optional bearer token.
+pub async fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> anyhow::Result<HttpResponse> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("cannot connect to http://{addr}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let mut request = http::Request::get(path).header(http::header::HOST, addr.to_string());
+    if let Some(token) = token {
+        request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        sender.send_request(request.body(Empty::<Bytes>::new())?),
+    )
+    .await
+    .with_context(|| format!("GET http://{addr}{path} timed out"))?
+    .with_context(|| format!("GET http://{addr}{path} failed"))?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await?.to_bytes().to_vec();
+    Ok(HttpResponse { status, headers, body })
+}
+
+/// Renders a gRPC status with its whole cause chain, for assertions on
+/// transport failures.
+pub fn status_text(status: &tonic::Status) -> String {
+    use std::error::Error as _;
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    if let Some(source) = status.source() {
+        text.push_str(" (");
+        text.push_str(&tls::error_chain(source));
+        text.push(')');
+    }
+    text
+}
