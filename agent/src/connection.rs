@@ -102,3 +102,48 @@ pub fn is_refusal(status: &Status) -> bool {
         Code::PermissionDenied | Code::Unauthenticated
     )
 }
+
+/// Whether a failure text says the control plane refused this host's
+/// certificate during the TLS handshake (a TLS alert about the
+/// certificate), rather than the network failing.
+pub fn is_certificate_alert(text: &str) -> bool {
+    const ALERTS: &[&str] = &[
+        "CertificateRevoked",
+        "CertificateExpired",
+        "BadCertificate",
+        "CertificateUnknown",
+        "UnknownCA",
+        "AccessDenied",
+        "CertificateRequired",
+    ];
+    text.contains("alert") && ALERTS.iter().any(|alert| text.contains(alert))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_alerts_are_told_from_network_failures() {
+        assert!(is_certificate_alert(
+            "transport error: received fatal alert: CertificateRevoked"
+        ));
+        assert!(is_certificate_alert("received fatal alert: BadCertificate"));
+        assert!(!is_certificate_alert(
+            "tcp connect error: Connection refused"
+        ));
+        assert!(!is_certificate_alert(
+            "received fatal alert: HandshakeFailure"
+        ));
+    }
+
+    #[test]
+    fn statuses_from_the_server_show_its_message() {
+        let status = Status::permission_denied("host h-1 is revoked");
+        assert!(is_from_server(&status));
+        assert!(is_refusal(&status));
+        assert_eq!(describe(&status), "host h-1 is revoked");
+        assert_eq!(describe(&Status::unknown("")), Code::Unknown.description());
+        assert!(!is_refusal(&Status::unavailable("down")));
+    }
+}

@@ -21,7 +21,7 @@
 //!   logged as errors and retried at the backoff cap.
 
 use crate::backoff::Backoff;
-use crate::connection::{Connection, describe, is_from_server, is_refusal};
+use crate::connection::{Connection, describe, is_certificate_alert, is_from_server, is_refusal};
 use crate::inventory;
 use crate::status::{Counters, Shared};
 use crate::unacked::MAX_BATCH;
@@ -118,8 +118,18 @@ pub async fn run(connection: Connection, shared: Arc<Shared>, options: SessionOp
                 backoff.cap()
             }
             Err(error) => {
-                tracing::warn!(address = connection.address(), error = %error, "session failed");
-                backoff.next_delay(&mut rng)
+                let text = error.to_string();
+                if is_certificate_alert(&text) {
+                    tracing::error!(
+                        address = connection.address(),
+                        error = %text,
+                        "the control plane refuses this host's certificate (revoked, expired or unknown); retrying"
+                    );
+                    backoff.cap()
+                } else {
+                    tracing::warn!(address = connection.address(), error = %text, "session failed");
+                    backoff.next_delay(&mut rng)
+                }
             }
         };
         tracing::info!(

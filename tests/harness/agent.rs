@@ -28,7 +28,8 @@ impl Agent {
         let state_dir = dir.join("state");
         let log = dir.join("agent.log");
         env.register_log(&format!("agent {}", dir.display()), &log);
-        let mut all: Vec<OsString> = vec!["run".into(), "--state-dir".into(), state_dir.clone().into()];
+        let mut all: Vec<OsString> =
+            vec!["run".into(), "--state-dir".into(), state_dir.clone().into()];
         all.extend(args.iter().map(OsString::from));
         let spec = Spec {
             name: "the agent".into(),
@@ -51,9 +52,10 @@ impl Agent {
     /// The host id from `identity.json`, once enrolled.
     pub fn host_id(&self) -> anyhow::Result<String> {
         let path = self.state_dir.join("identity.json");
-        let text = std::fs::read_to_string(&path).with_context(|| format!("{} is not there (not enrolled yet?)", path.display()))?;
-        let identity: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("{} is not there (not enrolled yet?)", path.display()))?;
+        let identity: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
         identity["host_id"]
             .as_str()
             .map(str::to_owned)

@@ -27,9 +27,14 @@ impl Bearer {
 }
 
 impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         Ok(request)
     }
@@ -49,6 +54,43 @@ pub fn pinned_channel(
     Ok(tls::channel(&addr.to_string(), config)?)
 }
 
+/// Opens a raw TLS connection to the gRPC listener the way the agent does
+/// (pinned CA, optional client certificate), sends the HTTP/2 preface and
+/// reads the server's first bytes. `Ok` means the server accepted the
+/// handshake and speaks; `Err` carries the TLS failure (e.g. the alert the
+/// server sent about a client certificate).
+pub async fn tls_probe(
+    addr: SocketAddr,
+    fingerprint: CaFingerprint,
+    identity: Option<Arc<ReloadableIdentity>>,
+) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let config = tls::client_config(ServerTrust::Pinned(fingerprint), identity)?;
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from(tls::SERVER_NAME)?;
+    let exchange = async {
+        let mut stream = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await?;
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await?;
+        stream.flush().await?;
+        let mut buf = [0u8; 64];
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::Error::other(
+                "the server closed the connection without a word",
+            ));
+        }
+        Ok(())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), exchange)
+        .await
+        .context("the TLS exchange timed out")?
+        .map_err(|e| anyhow::anyhow!("TLS failed: {}", tls::error_chain(&e)))
+}
+
 /// An HTTP answer.
 #[derive(Debug, Clone)]
 pub struct HttpResponse {
@@ -65,17 +107,27 @@ impl HttpResponse {
 
     /// The body as JSON.
     pub fn json(&self) -> anyhow::Result<serde_json::Value> {
-        serde_json::from_slice(&self.body)
-            .with_context(|| format!("the body is not JSON (status {}): {}", self.status, self.text()))
+        serde_json::from_slice(&self.body).with_context(|| {
+            format!(
+                "the body is not JSON (status {}): {}",
+                self.status,
+                self.text()
+            )
+        })
     }
 }
 
 /// `GET path` on `addr` over plain HTTP/1.1, with an optional bearer token.
-pub async fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> anyhow::Result<HttpResponse> {
+pub async fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<HttpResponse> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .with_context(|| format!("cannot connect to http://{addr}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
     let mut request = http::Request::get(path).header(http::header::HOST, addr.to_string());
     if let Some(token) = token {
@@ -91,7 +143,11 @@ pub async fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> anyh
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response.into_body().collect().await?.to_bytes().to_vec();
-    Ok(HttpResponse { status, headers, body })
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Renders a gRPC status with its whole cause chain, for assertions on

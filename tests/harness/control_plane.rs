@@ -48,8 +48,10 @@ pub struct ControlPlane {
 
 fn endpoints(data_dir: &Path) -> anyhow::Result<Endpoints> {
     let path = data_dir.join("endpoints.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{} is not there yet", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not complete JSON yet: {text}", path.display()))
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{} is not there yet", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not complete JSON yet: {text}", path.display()))
 }
 
 fn admin_token(log: &str) -> Option<String> {
@@ -124,7 +126,10 @@ impl ControlPlane {
         {
             let args = &mut self.process.spec_mut().args;
             for (flag, value) in [("--grpc-listen", &grpc), ("--http-listen", &http)] {
-                let at = args.iter().position(|a| a == flag).context("the spec lost a listen flag")?;
+                let at = args
+                    .iter()
+                    .position(|a| a == flag)
+                    .context("the spec lost a listen flag")?;
                 args[at + 1] = value.into();
             }
         }
@@ -235,7 +240,10 @@ impl ControlPlane {
             .join_tokens()
             .create_join_token(pb::CreateJoinTokenRequest {
                 region: region.to_owned(),
-                labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
                 ttl_seconds: 3600,
                 max_uses,
             })
@@ -246,8 +254,16 @@ impl ControlPlane {
     }
 
     /// A join string for a new token (1 h, `max_uses`, region, labels).
-    pub async fn join_string(&self, region: &str, labels: &[(&str, &str)], max_uses: u32) -> anyhow::Result<String> {
-        Ok(self.create_join_token(region, labels, max_uses).await?.join_string)
+    pub async fn join_string(
+        &self,
+        region: &str,
+        labels: &[(&str, &str)],
+        max_uses: u32,
+    ) -> anyhow::Result<String> {
+        Ok(self
+            .create_join_token(region, labels, max_uses)
+            .await?
+            .join_string)
     }
 
     /// Every host, as admin.
@@ -345,7 +361,10 @@ impl ControlPlane {
             .await
             .context("WatchHosts failed")?
             .into_inner();
-        Ok(Watch { stream, seen: Vec::new() })
+        Ok(Watch {
+            stream,
+            seen: Vec::new(),
+        })
     }
 
     /// `GET path` on the HTTP listener, with an optional bearer token.
@@ -374,7 +393,11 @@ pub struct Watch {
 impl Watch {
     /// Reads events until one of `kind` for `host_id` arrives (scaled
     /// 30 s at most) and returns it.
-    pub async fn next(&mut self, kind: pb::host_event::Kind, host_id: &str) -> anyhow::Result<pb::HostEvent> {
+    pub async fn next(
+        &mut self,
+        kind: pb::host_event::Kind,
+        host_id: &str,
+    ) -> anyhow::Result<pb::HostEvent> {
         let limit = patience(Duration::from_secs(30));
         let deadline = tokio::time::Instant::now() + limit;
         loop {
@@ -427,7 +450,8 @@ async fn wait_ready(process: &mut Process, data_dir: &Path) -> anyhow::Result<En
                     last_error = anyhow::anyhow!("ready, but the banner is not printed yet");
                 }
                 Ok(response) => {
-                    last_error = anyhow::anyhow!("/readyz answered {}: {}", response.status, response.text())
+                    last_error =
+                        anyhow::anyhow!("/readyz answered {}: {}", response.status, response.text())
                 }
                 Err(error) => last_error = error,
             },
@@ -471,8 +495,12 @@ impl CliOutput {
 
     /// Standard output as JSON.
     pub fn json(&self) -> anyhow::Result<serde_json::Value> {
-        serde_json::from_str(&self.stdout)
-            .with_context(|| format!("the CLI's output is not JSON:\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).with_context(|| {
+            format!(
+                "the CLI's output is not JSON:\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
@@ -515,7 +543,10 @@ impl Cli {
         self.env
             .iter()
             .find(|(k, _)| k == "ARGOSY_CLI_CONFIG")
-            .map_or_else(|| self.home.join(".config/argosy/cli.toml"), |(_, v)| PathBuf::from(v))
+            .map_or_else(
+                || self.home.join(".config/argosy/cli.toml"),
+                |(_, v)| PathBuf::from(v),
+            )
     }
 
     /// Runs `argosy args…` (60 s at most) and returns what it printed.

@@ -101,7 +101,10 @@ fn drop_database(database: &Database) {
     })
     .join();
     if let Ok(Err(error)) = result {
-        eprintln!("warning: could not drop the test database {}: {error:#}", database.name);
+        eprintln!(
+            "warning: could not drop the test database {}: {error:#}",
+            database.name
+        );
     }
 }
 
@@ -115,14 +118,13 @@ impl TestEnv {
             .prefix("argosy-e2e-")
             .tempdir()
             .expect("cannot create a temporary folder for the test");
-        let database = match store {
-            Store::Sqlite => None,
-            Store::Postgres => Some(
-                create_database()
-                    .await
-                    .unwrap_or_else(|e| panic!("cannot prepare the PostgreSQL test database: {e:#}")),
-            ),
-        };
+        let database =
+            match store {
+                Store::Sqlite => None,
+                Store::Postgres => Some(create_database().await.unwrap_or_else(|e| {
+                    panic!("cannot prepare the PostgreSQL test database: {e:#}")
+                })),
+            };
         Self {
             store,
             root: Some(root),
@@ -144,14 +146,17 @@ impl TestEnv {
 
     /// The test's temporary folder.
     pub fn root(&self) -> &Path {
-        self.root.as_ref().map_or_else(|| Path::new("/nonexistent"), |r| r.path())
+        self.root
+            .as_ref()
+            .map_or_else(|| Path::new("/nonexistent"), |r| r.path())
     }
 
     /// A new, empty folder `<root>/<prefix>-<n>`.
     pub fn new_dir(&self, prefix: &str) -> PathBuf {
         let n = self.next_dir.fetch_add(1, Ordering::Relaxed);
         let dir = self.root().join(format!("{prefix}-{n}"));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         dir
     }
 
@@ -167,7 +172,11 @@ impl TestEnv {
     /// shows it with the failure).
     pub fn dump_logs(&self) {
         let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        eprintln!("==== test folder: {} (store: {:?})", self.root().display(), self.store);
+        eprintln!(
+            "==== test folder: {} (store: {:?})",
+            self.root().display(),
+            self.store
+        );
         for (name, path) in logs {
             let text = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()));
@@ -181,7 +190,7 @@ impl TestEnv {
     /// (and `Drop`, seeing the panic, prints the logs).
     pub fn finish(self, result: anyhow::Result<()>) {
         if let Err(error) = result {
-            panic!("scenario failed on {:?}: {error:?}", self.store);
+            panic!("scenario failed on {:?}: {error:#}", self.store);
         }
     }
 }

@@ -61,20 +61,35 @@ impl Process {
             .append(true)
             .open(&self.spec.log)
             .with_context(|| format!("cannot open {}", self.spec.log.display()))?;
-        let args: Vec<String> = self.spec.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-        writeln!(log, "=== harness: starting {} {}", self.spec.program.display(), args.join(" "))?;
+        let args: Vec<String> = self
+            .spec
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        writeln!(
+            log,
+            "=== harness: starting {} {}",
+            self.spec.program.display(),
+            args.join(" ")
+        )?;
         let err = log.try_clone()?;
         let mut command = clean_command(&self.spec.program);
         command
             .args(&self.spec.args)
+            .env("NO_COLOR", "1")
             .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
             .kill_on_drop(true);
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start {} ({})", self.spec.name, self.spec.program.display()))?;
+        let child = command.spawn().with_context(|| {
+            format!(
+                "cannot start {} ({})",
+                self.spec.name,
+                self.spec.program.display()
+            )
+        })?;
         self.child = Some(child);
         self.exited = None;
         Ok(())
@@ -110,7 +125,9 @@ impl Process {
         if let Some(status) = self.exited {
             return Ok(Some(status));
         }
-        let Some(child) = self.child.as_mut() else { return Ok(None) };
+        let Some(child) = self.child.as_mut() else {
+            return Ok(None);
+        };
         let status = child.try_wait()?;
         self.exited = status;
         Ok(status)
@@ -121,7 +138,10 @@ impl Process {
         if let Some(status) = self.exited {
             return Ok(status);
         }
-        let child = self.child.as_mut().context("the process was never started")?;
+        let child = self
+            .child
+            .as_mut()
+            .context("the process was never started")?;
         let status = tokio::time::timeout(timeout, child.wait())
             .await
             .map_err(|_| {
@@ -154,7 +174,10 @@ impl Process {
             .arg(pid.to_string())
             .status()
             .await?;
-        anyhow::ensure!(status.success(), "kill -{signal} {pid} failed with {status}");
+        anyhow::ensure!(
+            status.success(),
+            "kill -{signal} {pid} failed with {status}"
+        );
         Ok(())
     }
 

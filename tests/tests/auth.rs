@@ -6,7 +6,12 @@
 use anyhow::{Context, ensure};
 use argosy_e2e::{Agent, ControlPlane, TestEnv, both_stores, pb};
 
-both_stores!(missing_and_wrong_tokens, roles_are_enforced, revoked_api_token, whoami);
+both_stores!(
+    missing_and_wrong_tokens,
+    roles_are_enforced,
+    revoked_api_token,
+    whoami
+);
 
 /// Checks `result` failed with `code` and a message holding every `words`.
 fn refused<T: std::fmt::Debug>(
@@ -19,21 +24,49 @@ fn refused<T: std::fmt::Debug>(
         Ok(value) => anyhow::bail!("{what} succeeded but must be refused: {value:?}"),
         Err(status) => status,
     };
-    ensure!(status.code() == code, "{what}: expected {code:?}, got {:?}: {}", status.code(), status.message());
+    ensure!(
+        status.code() == code,
+        "{what}: expected {code:?}, got {:?}: {}",
+        status.code(),
+        status.message()
+    );
     for word in words {
-        ensure!(status.message().contains(word), "{what}: the message does not say {word:?}: {}", status.message());
+        ensure!(
+            status.message().contains(word),
+            "{what}: the message does not say {word:?}: {}",
+            status.message()
+        );
     }
     Ok(())
 }
 
 /// `argosy token create --role ROLE -o json` → (id, secret).
-async fn create_token(cp: &ControlPlane, name: &str, role: &str) -> anyhow::Result<(String, String)> {
-    let out = cp.cli().run(&["token", "create", "--name", name, "--role", role, "-o", "json"]).await?.ok()?;
+async fn create_token(
+    cp: &ControlPlane,
+    name: &str,
+    role: &str,
+) -> anyhow::Result<(String, String)> {
+    let out = cp
+        .cli()
+        .run(&[
+            "token", "create", "--name", name, "--role", role, "-o", "json",
+        ])
+        .await?
+        .ok()?;
     let json = out.json()?;
-    ensure!(json["token"]["role"] == role && json["token"]["name"] == name, "created {json}");
-    let id = json["token"]["id"].as_str().context("no token id")?.to_owned();
+    ensure!(
+        json["token"]["role"] == role && json["token"]["name"] == name,
+        "created {json}"
+    );
+    let id = json["token"]["id"]
+        .as_str()
+        .context("no token id")?
+        .to_owned();
     let secret = json["secret"].as_str().context("no secret")?.to_owned();
-    ensure!(secret.starts_with("argosy_"), "a token secret looks like argosy_…, got {secret:?}");
+    ensure!(
+        secret.starts_with("argosy_"),
+        "a token secret looks like argosy_…, got {secret:?}"
+    );
     Ok((id, secret))
 }
 
@@ -49,7 +82,12 @@ async fn missing_and_wrong_tokens(env: &TestEnv) -> anyhow::Result<()> {
         tonic::Code::Unauthenticated,
         &["no API token", "authorization: Bearer", "--token"],
     )?;
-    refused("a malformed token", list(Some("hunter2")).await, tonic::Code::Unauthenticated, &["malformed"])?;
+    refused(
+        "a malformed token",
+        list(Some("hunter2")).await,
+        tonic::Code::Unauthenticated,
+        &["malformed"],
+    )?;
     refused(
         "an unknown token",
         list(Some("argosy_nosuchtoken_0123456789abcdef")).await,
@@ -57,13 +95,23 @@ async fn missing_and_wrong_tokens(env: &TestEnv) -> anyhow::Result<()> {
         &["not valid"],
     )?;
     // The admin token with a wrong secret is refused too.
-    let (id_part, _) = cp.admin_token.rsplit_once('_').context("admin token shape")?;
+    let (id_part, _) = cp
+        .admin_token
+        .rsplit_once('_')
+        .context("admin token shape")?;
     let wrong_secret = format!("{id_part}_wrongsecret");
-    refused("a wrong secret", list(Some(&wrong_secret)).await, tonic::Code::Unauthenticated, &["not valid"])?;
+    refused(
+        "a wrong secret",
+        list(Some(&wrong_secret)).await,
+        tonic::Code::Unauthenticated,
+        &["not valid"],
+    )?;
     // Every service checks.
     refused(
         "CreateJoinToken without a token",
-        cp.join_tokens_as(None).create_join_token(pb::CreateJoinTokenRequest::default()).await,
+        cp.join_tokens_as(None)
+            .create_join_token(pb::CreateJoinTokenRequest::default())
+            .await,
         tonic::Code::Unauthenticated,
         &["no API token"],
     )?;
@@ -74,13 +122,25 @@ async fn missing_and_wrong_tokens(env: &TestEnv) -> anyhow::Result<()> {
         &["no API token"],
     )?;
     // The admin token works, so the refusals above are about the token.
-    list(Some(&cp.admin_token)).await.context("the admin token must work")?;
+    list(Some(&cp.admin_token))
+        .await
+        .context("the admin token must work")?;
 
     // The CLI says the same in one line.
-    let out = cp.cli().without("ARGOSY_TOKEN").run(&["hosts", "list"]).await?;
-    ensure!(!out.status.success(), "hosts list without a token succeeded: {}", out.stdout);
+    let out = cp
+        .cli()
+        .without("ARGOSY_TOKEN")
+        .run(&["hosts", "list"])
+        .await?;
     ensure!(
-        out.stderr.trim().lines().count() == 1 && out.stderr.contains("no API token") && out.stderr.contains("Unauthenticated"),
+        !out.status.success(),
+        "hosts list without a token succeeded: {}",
+        out.stdout
+    );
+    ensure!(
+        out.stderr.trim().lines().count() == 1
+            && out.stderr.contains("no API token")
+            && out.stderr.contains("Unauthenticated"),
         "stderr: {}",
         out.stderr
     );
@@ -92,7 +152,10 @@ async fn missing_and_wrong_tokens(env: &TestEnv) -> anyhow::Result<()> {
         .context("no argosy_auth_failures_total")?
         .trim()
         .parse()?;
-    ensure!(failures >= 7.0, "argosy_auth_failures_total is {failures}, at least 7 calls were refused");
+    ensure!(
+        failures >= 7.0,
+        "argosy_auth_failures_total is {failures}, at least 7 calls were refused"
+    );
     Ok(())
 }
 
@@ -105,8 +168,16 @@ async fn roles_are_enforced(env: &TestEnv) -> anyhow::Result<()> {
 
     let (_, viewer) = create_token(&cp, "ci-viewer", "viewer").await?;
     // A viewer reads the fleet and metrics…
-    let hosts = cp.fleet_as(Some(&viewer)).list_hosts(pb::ListHostsRequest::default()).await?.into_inner().hosts;
-    ensure!(hosts.len() == 1 && hosts[0].id == host_id, "the viewer sees {hosts:?}");
+    let hosts = cp
+        .fleet_as(Some(&viewer))
+        .list_hosts(pb::ListHostsRequest::default())
+        .await?
+        .into_inner()
+        .hosts;
+    ensure!(
+        hosts.len() == 1 && hosts[0].id == host_id,
+        "the viewer sees {hosts:?}"
+    );
     cp.fleet_as(Some(&viewer))
         .query_metrics(pb::QueryMetricsRequest {
             host_id: host_id.clone(),
@@ -117,28 +188,49 @@ async fn roles_are_enforced(env: &TestEnv) -> anyhow::Result<()> {
         .await
         .context("a viewer may query metrics")?;
     let http = cp.http_get("/api/v1/hosts", Some(&viewer)).await?;
-    ensure!(http.status == 200, "the viewer over HTTP: {} {}", http.status, http.text());
-    let me = cp.api_tokens_as(Some(&viewer)).who_am_i(pb::WhoAmIRequest {}).await?.into_inner();
-    ensure!(me.name == "ci-viewer" && me.role == pb::Role::Viewer as i32, "viewer whoami {me:?}");
+    ensure!(
+        http.status == 200,
+        "the viewer over HTTP: {} {}",
+        http.status,
+        http.text()
+    );
+    let me = cp
+        .api_tokens_as(Some(&viewer))
+        .who_am_i(pb::WhoAmIRequest {})
+        .await?
+        .into_inner();
+    ensure!(
+        me.name == "ci-viewer" && me.role == pb::Role::Viewer as i32,
+        "viewer whoami {me:?}"
+    );
 
     // …but may not revoke hosts, mint join tokens or manage API tokens.
     refused(
         "RevokeHost as viewer",
-        cp.fleet_as(Some(&viewer)).revoke_host(pb::RevokeHostRequest { id: host_id.clone() }).await,
+        cp.fleet_as(Some(&viewer))
+            .revoke_host(pb::RevokeHostRequest {
+                id: host_id.clone(),
+            })
+            .await,
         tonic::Code::PermissionDenied,
         &["ci-viewer", "role viewer", "revoke hosts", "operator"],
     )?;
     refused(
         "CreateJoinToken as viewer",
         cp.join_tokens_as(Some(&viewer))
-            .create_join_token(pb::CreateJoinTokenRequest { region: "eu-west".into(), ..Default::default() })
+            .create_join_token(pb::CreateJoinTokenRequest {
+                region: "eu-west".into(),
+                ..Default::default()
+            })
             .await,
         tonic::Code::PermissionDenied,
         &["role viewer", "manage join tokens", "admin"],
     )?;
     refused(
         "ListJoinTokens as viewer",
-        cp.join_tokens_as(Some(&viewer)).list_join_tokens(pb::ListJoinTokensRequest {}).await,
+        cp.join_tokens_as(Some(&viewer))
+            .list_join_tokens(pb::ListJoinTokensRequest {})
+            .await,
         tonic::Code::PermissionDenied,
         &["admin"],
     )?;
@@ -154,10 +246,19 @@ async fn roles_are_enforced(env: &TestEnv) -> anyhow::Result<()> {
         tonic::Code::PermissionDenied,
         &["manage API tokens", "admin"],
     )?;
-    ensure!(cp.host(&host_id).await?.status == pb::HostStatus::Online as i32, "the refused revoke changed the host");
-    let out = cp.cli().env("ARGOSY_TOKEN", &viewer).run(&["join-token", "create", "--region", "x"]).await?;
     ensure!(
-        !out.status.success() && out.stderr.contains("PermissionDenied") && out.stderr.contains("admin"),
+        cp.host(&host_id).await?.status == pb::HostStatus::Online as i32,
+        "the refused revoke changed the host"
+    );
+    let out = cp
+        .cli()
+        .env("ARGOSY_TOKEN", &viewer)
+        .run(&["join-token", "create", "--region", "x"])
+        .await?;
+    ensure!(
+        !out.status.success()
+            && out.stderr.contains("PermissionDenied")
+            && out.stderr.contains("admin"),
         "the CLI as viewer: {out:?}"
     );
 
@@ -166,18 +267,26 @@ async fn roles_are_enforced(env: &TestEnv) -> anyhow::Result<()> {
     refused(
         "CreateJoinToken as operator",
         cp.join_tokens_as(Some(&operator))
-            .create_join_token(pb::CreateJoinTokenRequest { region: "eu-west".into(), ..Default::default() })
+            .create_join_token(pb::CreateJoinTokenRequest {
+                region: "eu-west".into(),
+                ..Default::default()
+            })
             .await,
         tonic::Code::PermissionDenied,
         &["role operator", "admin"],
     )?;
     let revoked = cp
         .fleet_as(Some(&operator))
-        .revoke_host(pb::RevokeHostRequest { id: host_id.clone() })
+        .revoke_host(pb::RevokeHostRequest {
+            id: host_id.clone(),
+        })
         .await
         .context("an operator may revoke hosts")?
         .into_inner();
-    ensure!(revoked.status == pb::HostStatus::Revoked as i32, "RevokeHost answered {revoked:?}");
+    ensure!(
+        revoked.status == pb::HostStatus::Revoked as i32,
+        "RevokeHost answered {revoked:?}"
+    );
     Ok(())
 }
 
@@ -189,24 +298,58 @@ async fn revoked_api_token(env: &TestEnv) -> anyhow::Result<()> {
         .await
         .context("a fresh token must work")?;
     let out = cp.cli().run(&["token", "revoke", &id]).await?.ok()?;
-    ensure!(out.stdout.contains(&format!("revoked API token {id}")), "token revoke printed {}", out.stdout);
+    ensure!(
+        out.stdout.contains(&format!("revoked API token {id}")),
+        "token revoke printed {}",
+        out.stdout
+    );
     refused(
         "a revoked token",
-        cp.fleet_as(Some(&secret)).list_hosts(pb::ListHostsRequest::default()).await,
+        cp.fleet_as(Some(&secret))
+            .list_hosts(pb::ListHostsRequest::default())
+            .await,
         tonic::Code::Unauthenticated,
         &["deploy-bot", "revoked"],
     )?;
     let http = cp.http_get("/api/v1/hosts", Some(&secret)).await?;
-    ensure!(http.status == 401 && http.text().contains("revoked"), "HTTP with a revoked token: {} {}", http.status, http.text());
-    let list = cp.cli().run(&["token", "list", "-o", "json"]).await?.ok()?.json()?;
+    ensure!(
+        http.status == 401 && http.text().contains("revoked"),
+        "HTTP with a revoked token: {} {}",
+        http.status,
+        http.text()
+    );
+    let list = cp
+        .cli()
+        .run(&["token", "list", "-o", "json"])
+        .await?
+        .ok()?
+        .json()?;
     let tokens = list.as_array().context("token list is not an array")?;
-    let entry = tokens.iter().find(|t| t["id"] == id.as_str()).context("the revoked token is not listed")?;
-    ensure!(entry["revoked"] == true && entry["role"] == "operator", "listed as {entry}");
-    ensure!(tokens.iter().any(|t| t["name"] == "admin" && t["revoked"] == false), "the admin token: {list}");
+    let entry = tokens
+        .iter()
+        .find(|t| t["id"] == id.as_str())
+        .context("the revoked token is not listed")?;
+    ensure!(
+        entry["revoked"] == true && entry["role"] == "operator",
+        "listed as {entry}"
+    );
+    ensure!(
+        tokens
+            .iter()
+            .any(|t| t["name"] == "admin" && t["revoked"] == false),
+        "the admin token: {list}"
+    );
     // Listing never shows secrets.
-    ensure!(!list.to_string().contains(&secret), "token list shows a secret");
+    ensure!(
+        !list.to_string().contains(&secret),
+        "token list shows a secret"
+    );
     let table = cp.cli().run(&["token", "list"]).await?.ok()?;
-    ensure!(table.stdout.contains("deploy-bot") && table.stdout.contains("revoked"), "token list: {}", table.stdout);
+    ensure!(
+        table.stdout.contains("deploy-bot") && table.stdout.contains("revoked"),
+        "token list: {}",
+        table.stdout
+    );
     Ok(())
 }
 
@@ -218,13 +361,33 @@ async fn whoami(env: &TestEnv) -> anyhow::Result<()> {
         "whoami printed {:?}",
         out.stdout
     );
-    let json = cp.cli().run(&["token", "whoami", "-o", "json"]).await?.ok()?.json()?;
-    ensure!(json["name"] == "admin" && json["role"] == "admin", "whoami -o json: {json}");
+    let json = cp
+        .cli()
+        .run(&["token", "whoami", "-o", "json"])
+        .await?
+        .ok()?
+        .json()?;
+    ensure!(
+        json["name"] == "admin" && json["role"] == "admin",
+        "whoami -o json: {json}"
+    );
     let token_id = json["token_id"].as_str().context("no token_id")?;
-    ensure!(cp.admin_token.starts_with(&format!("argosy_{token_id}_")), "token id {token_id} is not the admin token's");
+    ensure!(
+        cp.admin_token.starts_with(&format!("argosy_{token_id}_")),
+        "token id {token_id} is not the admin token's"
+    );
 
     let (id, viewer) = create_token(&cp, "grafana", "viewer").await?;
-    let json = cp.cli().env("ARGOSY_TOKEN", &viewer).run(&["token", "whoami", "-o", "json"]).await?.ok()?.json()?;
-    ensure!(json["name"] == "grafana" && json["role"] == "viewer" && json["token_id"] == id.as_str(), "viewer whoami: {json}");
+    let json = cp
+        .cli()
+        .env("ARGOSY_TOKEN", &viewer)
+        .run(&["token", "whoami", "-o", "json"])
+        .await?
+        .ok()?
+        .json()?;
+    ensure!(
+        json["name"] == "grafana" && json["role"] == "viewer" && json["token_id"] == id.as_str(),
+        "viewer whoami: {json}"
+    );
     Ok(())
 }

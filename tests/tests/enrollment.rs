@@ -22,9 +22,15 @@ const EXIT_PATIENCE: Duration = Duration::from_secs(60);
 async fn refused(env: &TestEnv, join: &str, words: &[&str]) -> anyhow::Result<String> {
     let mut agent = Agent::start(env, join, "1s")?;
     let (status, log) = agent.wait_exit(EXIT_PATIENCE).await?;
-    ensure!(!status.success(), "the agent exited with {status}, not an error; log:\n{log}");
+    ensure!(
+        !status.success(),
+        "the agent exited with {status}, not an error; log:\n{log}"
+    );
     for word in words {
-        ensure!(log.contains(word), "the agent's log does not say {word:?}:\n{log}");
+        ensure!(
+            log.contains(word),
+            "the agent's log does not say {word:?}:\n{log}"
+        );
     }
     ensure!(
         !agent.state_dir().join("identity.json").exists(),
@@ -40,7 +46,9 @@ async fn no_hosts(cp: &ControlPlane) -> anyhow::Result<()> {
 }
 
 fn random_hex(bytes: usize) -> String {
-    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+    (0..bytes)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
 }
 
 async fn expired_join_token(env: &TestEnv) -> anyhow::Result<()> {
@@ -66,7 +74,12 @@ async fn expired_join_token(env: &TestEnv) -> anyhow::Result<()> {
     if left > 0 {
         tokio::time::sleep(Duration::from_millis(left.unsigned_abs())).await;
     }
-    refused(env, &created.join_string, &["expired", &token.id, "argosy join-token create"]).await?;
+    refused(
+        env,
+        &created.join_string,
+        &["expired", &token.id, "argosy join-token create"],
+    )
+    .await?;
     no_hosts(&cp).await
 }
 
@@ -82,8 +95,16 @@ async fn revoked_join_token(env: &TestEnv) -> anyhow::Result<()> {
     ensure!(revoked.revoked, "RevokeJoinToken answered {revoked:?}");
     refused(env, &created.join_string, &["revoked", &id]).await?;
     no_hosts(&cp).await?;
-    let tokens = cp.join_tokens().list_join_tokens(pb::ListJoinTokensRequest {}).await?.into_inner().tokens;
-    ensure!(tokens.iter().all(|t| t.uses == 0), "a revoked token was counted as used: {tokens:?}");
+    let tokens = cp
+        .join_tokens()
+        .list_join_tokens(pb::ListJoinTokensRequest {})
+        .await?
+        .into_inner()
+        .tokens;
+    ensure!(
+        tokens.iter().all(|t| t.uses == 0),
+        "a revoked token was counted as used: {tokens:?}"
+    );
     Ok(())
 }
 
@@ -97,13 +118,26 @@ async fn unknown_join_token(env: &TestEnv) -> anyhow::Result<()> {
         random_hex(16),
         cp.ca_fingerprint
     );
-    refused(env, &unknown, &["not valid", "unknown token or wrong secret"]).await?;
+    refused(
+        env,
+        &unknown,
+        &["not valid", "unknown token or wrong secret"],
+    )
+    .await?;
     // A real token id with the wrong secret is refused the same way.
     let real = cp.create_join_token("eu-west", &[], 0).await?;
     let id = real.token.context("no token")?.id;
-    let wrong_secret = format!("argosy://{}/?token={id}.{}&ca={}", cp.grpc(), random_hex(16), cp.ca_fingerprint);
+    let wrong_secret = format!(
+        "argosy://{}/?token={id}.{}&ca={}",
+        cp.grpc(),
+        random_hex(16),
+        cp.ca_fingerprint
+    );
     let log = refused(env, &wrong_secret, &["not valid"]).await?;
-    ensure!(!log.contains(&real.join_string), "the log echoes the join string");
+    ensure!(
+        !log.contains(&real.join_string),
+        "the log echoes the join string"
+    );
     no_hosts(&cp).await
 }
 
@@ -115,9 +149,20 @@ async fn single_use_token_used_twice(env: &TestEnv) -> anyhow::Result<()> {
     cp.wait_online(&id).await?;
     refused(env, &join, &["already been used"]).await?;
     let hosts = cp.hosts().await?;
-    ensure!(hosts.len() == 1 && hosts[0].id == id, "only the first agent is a host: {hosts:?}");
-    let tokens = cp.join_tokens().list_join_tokens(pb::ListJoinTokensRequest {}).await?.into_inner().tokens;
-    ensure!(tokens.len() == 1 && tokens[0].uses == 1, "the token counts one use: {tokens:?}");
+    ensure!(
+        hosts.len() == 1 && hosts[0].id == id,
+        "only the first agent is a host: {hosts:?}"
+    );
+    let tokens = cp
+        .join_tokens()
+        .list_join_tokens(pb::ListJoinTokensRequest {})
+        .await?
+        .into_inner()
+        .tokens;
+    ensure!(
+        tokens.len() == 1 && tokens[0].uses == 1,
+        "the token counts one use: {tokens:?}"
+    );
     // The first agent is unaffected.
     ensure!(first.exit_status()?.is_none(), "the enrolled agent exited");
     cp.wait_online(&id).await?;
@@ -129,13 +174,24 @@ async fn wrong_ca_fingerprint(env: &TestEnv) -> anyhow::Result<()> {
     let join = cp.join_string("eu-west", &[], 0).await?;
     let right = cp.ca_fingerprint.to_string();
     let wrong = format!("sha256:{}", random_hex(32));
-    ensure!(join.contains(&right), "the join string {join} does not carry the CA fingerprint {right}");
+    ensure!(
+        join.contains(&right),
+        "the join string {join} does not carry the CA fingerprint {right}"
+    );
     let forged = join.replace(&right, &wrong);
     refused(env, &forged, &["pinned fingerprint", &wrong]).await?;
     no_hosts(&cp).await?;
     // The token was never redeemed: the agent stopped at the TLS handshake.
-    let tokens = cp.join_tokens().list_join_tokens(pb::ListJoinTokensRequest {}).await?.into_inner().tokens;
-    ensure!(tokens.iter().all(|t| t.uses == 0), "the token was used: {tokens:?}");
+    let tokens = cp
+        .join_tokens()
+        .list_join_tokens(pb::ListJoinTokensRequest {})
+        .await?
+        .into_inner()
+        .tokens;
+    ensure!(
+        tokens.iter().all(|t| t.uses == 0),
+        "the token was used: {tokens:?}"
+    );
     // The same token with the right fingerprint still works.
     let mut agent = Agent::start(env, &join, "1s")?;
     let id = agent.wait_enrolled().await?;

@@ -4,10 +4,16 @@
 //! identity it enrolled with.
 
 use anyhow::{Context, ensure};
-use argosy_e2e::{Agent, ControlPlane, TestEnv, both_stores, eventually, eventually_within, now_ms, pb};
+use argosy_e2e::{
+    Agent, ControlPlane, TestEnv, both_stores, eventually, eventually_within, now_ms, pb,
+};
 use std::time::Duration;
 
-both_stores!(control_plane_restart, certificate_renewal, agent_restart_keeps_identity);
+both_stores!(
+    control_plane_restart,
+    certificate_renewal,
+    agent_restart_keeps_identity
+);
 
 async fn control_plane_restart(env: &TestEnv) -> anyhow::Result<()> {
     let mut cp = ControlPlane::start(env, &[]).await?;
@@ -17,7 +23,10 @@ async fn control_plane_restart(env: &TestEnv) -> anyhow::Result<()> {
     cp.wait_online(&id).await?;
     // A few seconds of history before the outage.
     eventually("three stored cpu samples", || async {
-        let points = cp.query_metric(&id, "cpu", now_ms() - 60_000, 0, 1_000).await?.points;
+        let points = cp
+            .query_metric(&id, "cpu", now_ms() - 60_000, 0, 1_000)
+            .await?
+            .points;
         ensure!(points.len() >= 3, "{} points so far", points.len());
         Ok(())
     })
@@ -33,24 +42,46 @@ async fn control_plane_restart(env: &TestEnv) -> anyhow::Result<()> {
     // The same host, not a new one, online again.
     let host = cp.wait_online(&id).await?;
     let hosts = cp.hosts().await?;
-    ensure!(hosts.len() == 1 && hosts[0].id == id, "after the restart: {hosts:?}");
-    ensure!(host.region == "eu-west" && host.labels.get("role").map(String::as_str) == Some("db"), "{host:?}");
+    ensure!(
+        hosts.len() == 1 && hosts[0].id == id,
+        "after the restart: {hosts:?}"
+    );
+    ensure!(
+        host.region == "eu-west" && host.labels.get("role").map(String::as_str) == Some("db"),
+        "{host:?}"
+    );
     ensure!(host.inventory.is_some(), "no inventory after the restart");
     ensure!(agent.host_id()? == id, "the agent changed identity");
-    ensure!(agent.exit_status()?.is_none(), "the agent exited during the outage");
+    ensure!(
+        agent.exit_status()?.is_none(),
+        "the agent exited during the outage"
+    );
 
     // The samples taken while the control plane was down arrive: no hole in
     // the history beyond the sampling interval (plus slack).
     let window_start = down_at - 3_000;
     let points = eventually("the samples of the outage", || async {
-        let points = cp.query_metric(&id, "cpu", window_start, 0, 1_000).await?.points;
+        let points = cp
+            .query_metric(&id, "cpu", window_start, 0, 1_000)
+            .await?
+            .points;
         let last = points.last().map_or(0, |p| p.timestamp_ms);
-        ensure!(last >= up_at + 2_000, "history reaches {last}, not yet past the restart");
+        ensure!(
+            last >= up_at + 2_000,
+            "history reaches {last}, not yet past the restart"
+        );
         Ok(points)
     })
     .await?;
-    let during = points.iter().filter(|p| p.timestamp_ms > down_at + 500 && p.timestamp_ms < up_at - 500).count();
-    ensure!(during >= 2, "only {during} samples from the {} ms outage arrived: {points:?}", up_at - down_at);
+    let during = points
+        .iter()
+        .filter(|p| p.timestamp_ms > down_at + 500 && p.timestamp_ms < up_at - 500)
+        .count();
+    ensure!(
+        during >= 2,
+        "only {during} samples from the {} ms outage arrived: {points:?}",
+        up_at - down_at
+    );
     let mut previous = window_start;
     for point in &points {
         let gap = point.timestamp_ms - previous;
@@ -64,7 +95,10 @@ async fn control_plane_restart(env: &TestEnv) -> anyhow::Result<()> {
     // No duplicates: one point per second at most with a 1 s step.
     let mut stamps: Vec<i64> = points.iter().map(|p| p.timestamp_ms).collect();
     stamps.dedup();
-    ensure!(stamps.len() == points.len(), "duplicate buckets: {points:?}");
+    ensure!(
+        stamps.len() == points.len(),
+        "duplicate buckets: {points:?}"
+    );
     Ok(())
 }
 
@@ -76,17 +110,33 @@ async fn certificate_renewal(env: &TestEnv) -> anyhow::Result<()> {
     let first = cp.wait_online(&id).await?;
     let first_expiry = first.certificate_not_after_ms;
     let lifetime = first_expiry - first.enrolled_at_ms;
-    ensure!((14_000..=16_000).contains(&lifetime), "a 15 s certificate lives {lifetime} ms");
+    ensure!(
+        (14_000..=16_000).contains(&lifetime),
+        "a 15 s certificate lives {lifetime} ms"
+    );
 
     // Renewed before it expires…
-    let renewed = eventually_within("the certificate to be renewed", Duration::from_secs(40), || async {
-        let host = cp.host(&id).await?;
-        ensure!(host.certificate_not_after_ms > first_expiry, "not renewed yet (expires {first_expiry})");
-        Ok(host)
-    })
+    let renewed = eventually_within(
+        "the certificate to be renewed",
+        Duration::from_secs(40),
+        || async {
+            let host = cp.host(&id).await?;
+            ensure!(
+                host.certificate_not_after_ms > first_expiry,
+                "not renewed yet (expires {first_expiry})"
+            );
+            Ok(host)
+        },
+    )
     .await?;
-    ensure!(now_ms() < first_expiry, "renewed only after the first certificate expired");
-    ensure!(renewed.certificate_not_after_ms > first_expiry, "not_after must advance");
+    ensure!(
+        now_ms() < first_expiry,
+        "renewed only after the first certificate expired"
+    );
+    ensure!(
+        renewed.certificate_not_after_ms > first_expiry,
+        "not_after must advance"
+    );
 
     // …and still online once the first certificate is gone.
     let left = first_expiry - now_ms() + 1_500;
@@ -94,22 +144,35 @@ async fn certificate_renewal(env: &TestEnv) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(left.unsigned_abs())).await;
     }
     let host = cp.wait_online(&id).await?;
-    ensure!(host.last_seen_ms > first_expiry, "not heard from since the first certificate expired");
+    ensure!(
+        host.last_seen_ms > first_expiry,
+        "not heard from since the first certificate expired"
+    );
     // A fresh connection must use the renewed certificate: restart the agent.
     agent.restart().await?;
     eventually("the restarted agent to send a new sample", || async {
         let host = cp.host(&id).await?;
-        ensure!(host.status == pb::HostStatus::Online as i32, "status {:?}", host.status);
+        ensure!(
+            host.status == pb::HostStatus::Online as i32,
+            "status {:?}",
+            host.status
+        );
         let latest = host.latest.as_ref().map_or(0, |s| s.timestamp_ms);
         ensure!(latest > first_expiry + 1_500, "no sample since the restart");
         Ok(())
     })
     .await?;
-    ensure!(agent.host_id()? == id && cp.hosts().await?.len() == 1, "the renewal changed the identity");
-    let identity: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(agent.state_dir().join("identity.json"))?)?;
     ensure!(
-        identity["not_after_ms"].as_i64().is_some_and(|t| t > first_expiry),
+        agent.host_id()? == id && cp.hosts().await?.len() == 1,
+        "the renewal changed the identity"
+    );
+    let identity: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        agent.state_dir().join("identity.json"),
+    )?)?;
+    ensure!(
+        identity["not_after_ms"]
+            .as_i64()
+            .is_some_and(|t| t > first_expiry),
         "identity.json keeps the old expiry: {identity}"
     );
     let metrics = cp.http_get("/metrics", None).await?.text();
@@ -119,8 +182,15 @@ async fn certificate_renewal(env: &TestEnv) -> anyhow::Result<()> {
         .context("no argosy_certificates_renewed_total")?
         .trim()
         .parse()?;
-    ensure!(renewals >= 1.0, "argosy_certificates_renewed_total is {renewals}");
-    ensure!(!agent.logs().contains("expired at"), "the agent reports an expired certificate:\n{}", agent.logs());
+    ensure!(
+        renewals >= 1.0,
+        "argosy_certificates_renewed_total is {renewals}"
+    );
+    ensure!(
+        !agent.logs().contains("expired at"),
+        "the agent reports an expired certificate:\n{}",
+        agent.logs()
+    );
     Ok(())
 }
 
@@ -137,7 +207,10 @@ async fn agent_restart_keeps_identity(env: &TestEnv) -> anyhow::Result<()> {
     // A graceful stop exits 0 and the host goes offline.
     agent.terminate().await?;
     let (status, _) = agent.wait_exit(Duration::from_secs(10)).await?;
-    ensure!(status.success(), "SIGTERM must stop the agent cleanly, got {status}");
+    ensure!(
+        status.success(),
+        "SIGTERM must stop the agent cleanly, got {status}"
+    );
     cp.wait_status(&id, pb::HostStatus::Offline).await?;
 
     // Killed hard and started again (same command line, join string too).
@@ -148,7 +221,10 @@ async fn agent_restart_keeps_identity(env: &TestEnv) -> anyhow::Result<()> {
     let after = eventually("a sample from the restarted agent", || async {
         let host = cp.wait_online(&id).await?;
         let latest = host.latest.as_ref().map_or(0, |s| s.timestamp_ms);
-        ensure!(latest > before.latest.as_ref().map_or(0, |s| s.timestamp_ms), "no new sample yet");
+        ensure!(
+            latest > before.latest.as_ref().map_or(0, |s| s.timestamp_ms),
+            "no new sample yet"
+        );
         Ok(host)
     })
     .await?;
@@ -158,10 +234,27 @@ async fn agent_restart_keeps_identity(env: &TestEnv) -> anyhow::Result<()> {
         "identity.json changed on restart"
     );
     let hosts = cp.hosts().await?;
-    ensure!(hosts.len() == 1 && hosts[0].id == id, "restarts created hosts: {hosts:?}");
-    ensure!(after.enrolled_at_ms == before.enrolled_at_ms, "the host was enrolled again");
-    ensure!(agent.logs().contains("already enrolled"), "the agent does not say it reused its identity");
-    let tokens = cp.join_tokens().list_join_tokens(pb::ListJoinTokensRequest {}).await?.into_inner().tokens;
-    ensure!(tokens.len() == 1 && tokens[0].uses == 1, "the join token was redeemed again: {tokens:?}");
+    ensure!(
+        hosts.len() == 1 && hosts[0].id == id,
+        "restarts created hosts: {hosts:?}"
+    );
+    ensure!(
+        after.enrolled_at_ms == before.enrolled_at_ms,
+        "the host was enrolled again"
+    );
+    ensure!(
+        agent.logs().contains("already enrolled"),
+        "the agent does not say it reused its identity"
+    );
+    let tokens = cp
+        .join_tokens()
+        .list_join_tokens(pb::ListJoinTokensRequest {})
+        .await?
+        .into_inner()
+        .tokens;
+    ensure!(
+        tokens.len() == 1 && tokens[0].uses == 1,
+        "the join token was redeemed again: {tokens:?}"
+    );
     Ok(())
 }

@@ -17,22 +17,22 @@ use tonic::transport::Channel;
 #[derive(Debug, Clone, Args)]
 pub(super) struct ClientArgs {
     /// Control plane gRPC address (host:port).
-    #[arg(long, env = "ARGOSY_ADDR", global = true)]
+    #[arg(long, env = "ARGOSY_ADDR")]
     pub(super) addr: Option<String>,
     /// API token.
-    #[arg(long, env = "ARGOSY_TOKEN", global = true, hide_env_values = true)]
+    #[arg(long, env = "ARGOSY_TOKEN", hide_env_values = true)]
     pub(super) token: Option<String>,
     /// SHA-256 fingerprint of the control plane's CA (printed at its start).
-    #[arg(long, env = "ARGOSY_CA_FINGERPRINT", global = true)]
+    #[arg(long, env = "ARGOSY_CA_FINGERPRINT")]
     pub(super) ca_fingerprint: Option<String>,
     /// The control plane's CA certificate (PEM), instead of a fingerprint.
-    #[arg(long, env = "ARGOSY_CA_FILE", global = true)]
+    #[arg(long, env = "ARGOSY_CA_FILE")]
     pub(super) ca_file: Option<PathBuf>,
     /// CLI config file (default: ~/.config/argosy/cli.toml).
-    #[arg(long, env = "ARGOSY_CLI_CONFIG", global = true)]
+    #[arg(long, env = "ARGOSY_CLI_CONFIG")]
     pub(super) cli_config: Option<PathBuf>,
     /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t, global = true)]
+    #[arg(short = 'o', long, value_enum, default_value_t)]
     pub(super) output: Output,
 }
 

@@ -298,7 +298,7 @@ impl Store {
             validate(s)?;
         }
         const OP: &str = "storing metric samples";
-        let per_statement = self.dialect.max_bind_params() / SAMPLE_COLS.len();
+        let per_statement = self.dialect.rows_per_statement(SAMPLE_COLS.len());
         let mut tx = self.begin_write(OP).await?;
         for chunk in samples.chunks(per_statement) {
             let sql = values_sql(
@@ -358,7 +358,7 @@ impl Store {
             })
             .collect();
         let late: Vec<_> = late.into_iter().collect();
-        for chunk in late.chunks(self.dialect.max_bind_params() / 2) {
+        for chunk in late.chunks(self.dialect.rows_per_statement(2)) {
             let sql = values_sql(
                 "INSERT INTO metric_rollup_pending (host_id, bucket_ms) VALUES ",
                 2,
@@ -690,10 +690,17 @@ mod tests {
 
     #[test]
     fn chunk_sizes_stay_under_the_bind_limits() {
+        assert_eq!(Dialect::Sqlite.rows_per_statement(SAMPLE_COLS.len()), 28);
+        assert_eq!(Dialect::Postgres.rows_per_statement(SAMPLE_COLS.len()), 222);
         for dialect in [Dialect::Sqlite, Dialect::Postgres] {
-            let rows = dialect.max_bind_params() / SAMPLE_COLS.len();
-            assert!(rows * SAMPLE_COLS.len() <= dialect.max_bind_params());
-            assert!(rows >= 1_000, "{dialect}: {rows}");
+            for cols in [1, 2, 18, 40_000, 100_000] {
+                let rows = dialect.rows_per_statement(cols);
+                assert!(rows >= 1);
+                assert!(
+                    rows * cols <= dialect.max_bind_params() || rows == 1,
+                    "{dialect} {cols}"
+                );
+            }
         }
     }
 

@@ -62,6 +62,19 @@ impl Dialect {
             Dialect::Postgres => 65_535,
         }
     }
+
+    /// How many rows of `cols` parameters a multi-row INSERT should carry: far below the bind
+    /// limit, because bigger is slower. SQLite resolves each named `$n` parameter with a
+    /// linear search, so binding costs grow with the square of the parameter count (measured:
+    /// 5,000 sample rows took 6 s in statements of 1,820 rows, 0.14 s in statements of 25).
+    /// PostgreSQL was fastest at a few hundred rows per statement.
+    pub(crate) fn rows_per_statement(self, cols: usize) -> usize {
+        let target_params = match self {
+            Dialect::Sqlite => 512,
+            Dialect::Postgres => 4_000,
+        };
+        (target_params.min(self.max_bind_params()) / cols.max(1)).max(1)
+    }
 }
 
 impl fmt::Display for Dialect {

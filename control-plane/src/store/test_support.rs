@@ -108,21 +108,31 @@ async fn connect(url: &str) -> AnyConnection {
 pub(crate) async fn run_sqlite<F, Fut>(body: F)
 where
     F: FnOnce(TestDb) -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
-    let db = TestDb::sqlite().await;
-    body(db.clone()).await.expect("test body failed");
-    db.finish().await;
+    run(TestDb::sqlite().await, body).await;
 }
 
 pub(crate) async fn run_postgres<F, Fut>(body: F)
 where
     F: FnOnce(TestDb) -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
-    let db = TestDb::postgres().await;
-    body(db.clone()).await.expect("test body failed");
+    run(TestDb::postgres().await, body).await;
+}
+
+/// Runs the body in its own task so that the database is dropped even when it panics.
+async fn run<F, Fut>(db: TestDb, body: F)
+where
+    F: FnOnce(TestDb) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let outcome = tokio::spawn(body(db.clone())).await;
     db.finish().await;
+    match outcome {
+        Ok(result) => result.expect("test body failed"),
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
+    }
 }
 
 /// Defines `name::sqlite` and `name::postgres` tests running `async fn name(db: TestDb)`.
