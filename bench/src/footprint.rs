@@ -43,8 +43,15 @@ async fn scrape(addr: &str) -> anyhow::Result<usize> {
     Ok(body.len())
 }
 
-async fn measure(pids: &[u32], duration: Duration, scrape_addr: Option<(&str, Duration)>) -> Vec<Measured> {
-    let start_cpu: Vec<Duration> = pids.iter().map(|p| cpu_time(*p).unwrap_or_default()).collect();
+async fn measure(
+    pids: &[u32],
+    duration: Duration,
+    scrape_addr: Option<(&str, Duration)>,
+) -> Vec<Measured> {
+    let start_cpu: Vec<Duration> = pids
+        .iter()
+        .map(|p| cpu_time(*p).unwrap_or_default())
+        .collect();
     let started = Instant::now();
     let mut rss: Vec<Vec<u64>> = vec![Vec::new(); pids.len()];
     let mut next_scrape = Instant::now();
@@ -54,11 +61,11 @@ async fn measure(pids: &[u32], duration: Duration, scrape_addr: Option<(&str, Du
                 rss[i].push(bytes);
             }
         }
-        if let Some((addr, every)) = scrape_addr {
-            if Instant::now() >= next_scrape {
-                let _ = scrape(addr).await;
-                next_scrape += every;
-            }
+        if let Some((addr, every)) = scrape_addr
+            && Instant::now() >= next_scrape
+        {
+            let _ = scrape(addr).await;
+            next_scrape += every;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -66,7 +73,9 @@ async fn measure(pids: &[u32], duration: Duration, scrape_addr: Option<(&str, Du
     pids.iter()
         .enumerate()
         .map(|(i, pid)| {
-            let used = cpu_time(*pid).unwrap_or_default().saturating_sub(start_cpu[i]);
+            let used = cpu_time(*pid)
+                .unwrap_or_default()
+                .saturating_sub(start_cpu[i]);
             let max = rss[i].iter().copied().max().unwrap_or(0);
             Measured {
                 rss_median: median(&mut rss[i]),
@@ -82,12 +91,18 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let config = tls::client_config(ServerTrust::Pinned(cp.fingerprint.parse()?), None)?;
     let channel = tls::channel(&cp.grpc, config)?;
     let token: tonic::metadata::AsciiMetadataValue = format!("Bearer {}", cp.token).parse()?;
-    let mut tokens = JoinTokenServiceClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
-        r.metadata_mut().insert("authorization", token.clone());
-        Ok(r)
-    });
+    let mut tokens =
+        JoinTokenServiceClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
+            r.metadata_mut().insert("authorization", token.clone());
+            Ok(r)
+        });
     let join = tokens
-        .create_join_token(CreateJoinTokenRequest { region: "bench".into(), labels: Default::default(), ttl_seconds: 600, max_uses: 1 })
+        .create_join_token(CreateJoinTokenRequest {
+            region: "bench".into(),
+            labels: Default::default(),
+            ttl_seconds: 600,
+            max_uses: 1,
+        })
         .await?
         .into_inner()
         .join_string;
@@ -108,17 +123,43 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("cannot start {} (apt-get install prometheus-node-exporter)", args.node_exporter))?;
-    let pids = [agent.id().context("agent exited")?, exporter.id().context("node_exporter exited")?];
-    println!("warming up for {}…", humantime::format_duration(args.warmup));
+        .with_context(|| {
+            format!(
+                "cannot start {} (apt-get install prometheus-node-exporter)",
+                args.node_exporter
+            )
+        })?;
+    let pids = [
+        agent.id().context("agent exited")?,
+        exporter.id().context("node_exporter exited")?,
+    ];
+    println!(
+        "warming up for {}…",
+        humantime::format_duration(args.warmup)
+    );
     tokio::time::sleep(args.warmup).await;
-    println!("measuring for {}…", humantime::format_duration(args.duration));
+    println!(
+        "measuring for {}…",
+        humantime::format_duration(args.duration)
+    );
     let results = measure(&pids, args.duration, Some((exporter_addr, args.interval))).await;
     println!();
-    println!("| process (idle, {} interval, {} window) | RSS median | RSS max | CPU of one core |", interval, humantime::format_duration(args.duration));
+    println!(
+        "| process (idle, {} interval, {} window) | RSS median | RSS max | CPU of one core |",
+        interval,
+        humantime::format_duration(args.duration)
+    );
     println!("| --- | --- | --- | --- |");
-    for (name, m) in ["argosy-agent", "node_exporter (scraped every interval)"].iter().zip(&results) {
-        println!("| {name} | {:.1} MiB | {:.1} MiB | {:.3} % |", mib(m.rss_median), mib(m.rss_max), m.cpu_share);
+    for (name, m) in ["argosy-agent", "node_exporter (scraped every interval)"]
+        .iter()
+        .zip(&results)
+    {
+        println!(
+            "| {name} | {:.1} MiB | {:.1} MiB | {:.3} % |",
+            mib(m.rss_median),
+            mib(m.rss_max),
+            m.cpu_share
+        );
     }
     drop(cp);
     Ok(())

@@ -38,15 +38,27 @@ struct Simulated {
 
 async fn enroll(address: &str, fingerprint: &str, join_token: &str) -> anyhow::Result<Simulated> {
     let key = rcgen::KeyPair::generate()?;
-    let csr = rcgen::CertificateParams::default().serialize_request(&key)?.pem()?;
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&key)?
+        .pem()?;
     let config = tls::client_config(ServerTrust::Pinned(fingerprint.parse()?), None)?;
     let mut client = AgentServiceClient::new(tls::channel(address, config)?);
     let response = client
-        .enroll(EnrollRequest { join_token: join_token.to_owned(), csr_pem: csr, inventory: Some(inventory()) })
+        .enroll(EnrollRequest {
+            join_token: join_token.to_owned(),
+            csr_pem: csr,
+            inventory: Some(inventory()),
+        })
         .await?
         .into_inner();
-    let identity = ReloadableIdentity::from_pem(response.certificate_pem.as_bytes(), key.serialize_pem().as_bytes())?;
-    Ok(Simulated { host_id: response.host_id, identity })
+    let identity = ReloadableIdentity::from_pem(
+        response.certificate_pem.as_bytes(),
+        key.serialize_pem().as_bytes(),
+    )?;
+    Ok(Simulated {
+        host_id: response.host_id,
+        identity,
+    })
 }
 
 fn inventory() -> pb::Inventory {
@@ -71,7 +83,11 @@ fn sample(now_ms: i64) -> pb::MetricSample {
         memory_used_bytes: 2 << 30,
         memory_available_bytes: 6 << 30,
         memory_total_bytes: 8 << 30,
-        disks: vec![pb::DiskUsage { mount_point: "/".into(), used_bytes: 10 << 30, total_bytes: 50 << 30 }],
+        disks: vec![pb::DiskUsage {
+            mount_point: "/".into(),
+            used_bytes: 10 << 30,
+            total_bytes: 50 << 30,
+        }],
         net_rx_bytes_per_second: 1000.0,
         net_tx_bytes_per_second: 2000.0,
         uptime_seconds: 1000,
@@ -81,28 +97,47 @@ fn sample(now_ms: i64) -> pb::MetricSample {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// When and how a simulated agent sends.
+#[derive(Clone)]
+struct Schedule {
+    address: String,
+    ca: tonic::transport::Certificate,
+    interval: Duration,
+    measure_from: Instant,
+    until: Instant,
 }
 
 /// One simulated agent session: Hello, then one sample per interval starting
 /// at `offset`, until `until`. Returns the sample-to-ack latencies.
 async fn session(
-    address: String,
-    ca: tonic::transport::Certificate,
+    schedule: Schedule,
     agent: Simulated,
     offset: Duration,
-    interval: Duration,
-    measure_from: Instant,
-    until: Instant,
     connected: mpsc::Sender<()>,
 ) -> anyhow::Result<Vec<Duration>> {
+    let Schedule {
+        address,
+        ca,
+        interval,
+        measure_from,
+        until,
+    } = schedule;
     let ca_der = tls::certificates_from_pem(ca.as_ref(), "ca")?.remove(0);
     let config = tls::client_config(ServerTrust::Ca(ca_der), Some(agent.identity.clone()))?;
     let mut client = AgentServiceClient::new(tls::channel(&address, config)?);
     let (tx, rx) = mpsc::channel(16);
     tx.send(AgentMessage {
         seq: 1,
-        body: Some(agent_message::Body::Hello(pb::Hello { inventory: Some(inventory()), interval_seconds: interval.as_secs() as u32 })),
+        body: Some(agent_message::Body::Hello(pb::Hello {
+            inventory: Some(inventory()),
+            interval_seconds: interval.as_secs() as u32,
+        })),
     })
     .await?;
     let mut inbound = client
@@ -128,12 +163,11 @@ async fn session(
             }
             message = inbound.next() => {
                 let Some(message) = message else { break };
-                if let Some(control_message::Body::Ack(ack)) = message?.body {
-                    if let Some(at) = sent.remove(&ack.seq) {
-                        if at >= measure_from {
-                            latencies.push(at.elapsed());
-                        }
-                    }
+                if let Some(control_message::Body::Ack(ack)) = message?.body
+                    && let Some(at) = sent.remove(&ack.seq)
+                    && at >= measure_from
+                {
+                    latencies.push(at.elapsed());
                 }
             }
         }
@@ -151,12 +185,20 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         let baseline_rss = rss_bytes(pid).unwrap_or(0);
         let config = tls::client_config(ServerTrust::Pinned(cp.fingerprint.parse()?), None)?;
         let token: tonic::metadata::AsciiMetadataValue = format!("Bearer {}", cp.token).parse()?;
-        let mut tokens = JoinTokenServiceClient::with_interceptor(tls::channel(&cp.grpc, config)?, move |mut r: tonic::Request<()>| {
-            r.metadata_mut().insert("authorization", token.clone());
-            Ok(r)
-        });
+        let mut tokens = JoinTokenServiceClient::with_interceptor(
+            tls::channel(&cp.grpc, config)?,
+            move |mut r: tonic::Request<()>| {
+                r.metadata_mut().insert("authorization", token.clone());
+                Ok(r)
+            },
+        );
         let join = tokens
-            .create_join_token(CreateJoinTokenRequest { region: "bench".into(), labels: Default::default(), ttl_seconds: 3600, max_uses: n as u32 })
+            .create_join_token(CreateJoinTokenRequest {
+                region: "bench".into(),
+                labels: Default::default(),
+                ttl_seconds: 3600,
+                max_uses: n as u32,
+            })
             .await?
             .into_inner()
             .join_string;
@@ -178,9 +220,21 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         let until = measure_from + args.duration;
         let (connected_tx, mut connected_rx) = mpsc::channel(n.max(1));
         let mut handles = Vec::with_capacity(n);
+        let schedule = Schedule {
+            address: cp.grpc.clone(),
+            ca,
+            interval: args.interval,
+            measure_from,
+            until,
+        };
         for (i, agent) in agents.into_iter().enumerate() {
             let offset = args.interval.mul_f64(i as f64 / n as f64);
-            handles.push(tokio::spawn(session(cp.grpc.clone(), ca.clone(), agent, offset, args.interval, measure_from, until, connected_tx.clone())));
+            handles.push(tokio::spawn(session(
+                schedule.clone(),
+                agent,
+                offset,
+                connected_tx.clone(),
+            )));
         }
         drop(connected_tx);
         let connect_started = Instant::now();
@@ -191,7 +245,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 _ => break,
             }
         }
-        println!("  {connected}/{n} sessions open after {:.1?}; steady state from the 60 s mark for {}", connect_started.elapsed(), humantime::format_duration(args.duration));
+        println!(
+            "  {connected}/{n} sessions open after {:.1?}; steady state from the 60 s mark for {}",
+            connect_started.elapsed(),
+            humantime::format_duration(args.duration)
+        );
         tokio::time::sleep_until(tokio::time::Instant::from_std(measure_from)).await;
         let cpu_start = cpu_time(pid).unwrap_or_default();
         let window_start = Instant::now();
@@ -200,7 +258,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             peak_rss = peak_rss.max(rss_bytes(pid).unwrap_or(0));
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        let cpu = cpu_time(pid).unwrap_or_default().saturating_sub(cpu_start).as_secs_f64() / window_start.elapsed().as_secs_f64() * 100.0;
+        let cpu = cpu_time(pid)
+            .unwrap_or_default()
+            .saturating_sub(cpu_start)
+            .as_secs_f64()
+            / window_start.elapsed().as_secs_f64()
+            * 100.0;
         let rss = rss_bytes(pid).unwrap_or(0);
         let mut latencies = Vec::new();
         let mut failed = 0;
@@ -224,7 +287,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         drop(cp);
     }
     println!();
-    println!("| agents | connected | CP CPU (of one core) | CP peak RSS | CP RSS per agent | samples acked | p50 sample→ack | p99 sample→ack | failed sessions |");
+    println!(
+        "| agents | connected | CP CPU (of one core) | CP peak RSS | CP RSS per agent | samples acked | p50 sample→ack | p99 sample→ack | failed sessions |"
+    );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for row in rows {
         println!("{row}");
@@ -236,10 +301,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 async fn reqwest_ca(http: &str) -> anyhow::Result<Vec<u8>> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(http).await?;
-    stream.write_all(format!("GET /ca.pem HTTP/1.0\r\nHost: {http}\r\n\r\n").as_bytes()).await?;
+    stream
+        .write_all(format!("GET /ca.pem HTTP/1.0\r\nHost: {http}\r\n\r\n").as_bytes())
+        .await?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await?;
     let text = String::from_utf8(response)?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).context("bad /ca.pem response")?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .context("bad /ca.pem response")?;
     Ok(body.as_bytes().to_vec())
 }

@@ -24,7 +24,10 @@ pub(crate) fn bin_dir() -> anyhow::Result<PathBuf> {
 pub(crate) fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let path = bin_dir()?.join(name);
     if !path.is_file() {
-        bail!("{} is missing: run `cargo build --release --workspace --bins` first", path.display());
+        bail!(
+            "{} is missing: run `cargo build --release --workspace --bins` first",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -32,7 +35,15 @@ pub(crate) fn binary(name: &str) -> anyhow::Result<PathBuf> {
 pub(crate) async fn control_plane(extra: &[&str]) -> anyhow::Result<ControlPlane> {
     let dir = tempfile::tempdir()?;
     let mut child = Command::new(binary("argosy")?)
-        .args(["server", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--log", "warn"])
+        .args([
+            "server",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--log",
+            "warn",
+        ])
         .arg("--data-dir")
         .arg(dir.path())
         .args(extra)
@@ -59,7 +70,10 @@ pub(crate) async fn control_plane(extra: &[&str]) -> anyhow::Result<ControlPlane
         child,
         grpc: endpoints["grpc"].as_str().unwrap_or_default().to_owned(),
         http: endpoints["http"].as_str().unwrap_or_default().to_owned(),
-        fingerprint: endpoints["ca_fingerprint"].as_str().unwrap_or_default().to_owned(),
+        fingerprint: endpoints["ca_fingerprint"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
         token: token.unwrap_or_default(),
         _dir: dir,
     })

@@ -159,9 +159,16 @@ mod tests {
             (ManageJoinTokens, [true, false, false]),
             (ManageApiTokens, [true, false, false]),
         ];
-        assert_eq!(table.len(), Action::ALL.len(), "every action is in the table");
+        assert_eq!(
+            table.len(),
+            Action::ALL.len(),
+            "every action is in the table"
+        );
         for (action, allowed) in table {
-            for (role, expected) in [Role::Admin, Role::Operator, Role::Viewer].iter().zip(allowed) {
+            for (role, expected) in [Role::Admin, Role::Operator, Role::Viewer]
+                .iter()
+                .zip(allowed)
+            {
                 assert_eq!(
                     authorize(&principal(*role), *action).is_ok(),
                     *expected,

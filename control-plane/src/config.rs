@@ -69,8 +69,14 @@ pub enum ConfigError {
     AdvertiseAddr(String),
     #[error("--public-url {0:?} must start with http:// or https://")]
     PublicUrl(String),
-    #[error("retention must grow from raw to minute to hour rollups (raw {raw:?}, minute {minute:?}, hour {hour:?})")]
-    Retention { raw: Duration, minute: Duration, hour: Duration },
+    #[error(
+        "retention must grow from raw to minute to hour rollups (raw {raw:?}, minute {minute:?}, hour {hour:?})"
+    )]
+    Retention {
+        raw: Duration,
+        minute: Duration,
+        hour: Duration,
+    },
 }
 
 fn ms(d: Duration) -> i64 {
@@ -101,7 +107,9 @@ impl ServerArgs {
         if self.offline_after_intervals == 0 {
             return Err(ConfigError::OfflineAfter);
         }
-        if !(self.retention_raw <= self.retention_minute && self.retention_minute <= self.retention_hour) {
+        if !(self.retention_raw <= self.retention_minute
+            && self.retention_minute <= self.retention_hour)
+        {
             return Err(ConfigError::Retention {
                 raw: self.retention_raw,
                 minute: self.retention_minute,
@@ -110,17 +118,23 @@ impl ServerArgs {
         }
         let advertise_grpc = match &self.advertise_addr {
             Some(addr) => {
-                let ok = addr.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+                let ok = addr
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
                 if !ok {
                     return Err(ConfigError::AdvertiseAddr(addr.clone()));
                 }
                 addr.clone()
             }
-            None if self.grpc_listen.ip().is_unspecified() => format!("{hostname}:{}", self.grpc_listen.port()),
+            None if self.grpc_listen.ip().is_unspecified() => {
+                format!("{hostname}:{}", self.grpc_listen.port())
+            }
             None => self.grpc_listen.to_string(),
         };
         let public_http_url = match &self.public_url {
-            Some(url) if url.starts_with("http://") || url.starts_with("https://") => url.trim_end_matches('/').to_owned(),
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                url.trim_end_matches('/').to_owned()
+            }
             Some(url) => return Err(ConfigError::PublicUrl(url.clone())),
             None => format!("http://{}", self.http_listen),
         };
@@ -178,17 +192,34 @@ mod tests {
     #[test]
     fn refuses_plain_http_on_a_public_interface() {
         let args = parse(&["--http-listen", "0.0.0.0:8080"]);
-        assert_eq!(args.validate("h").unwrap_err(), ConfigError::InsecureHttp("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(
+            args.validate("h").unwrap_err(),
+            ConfigError::InsecureHttp("0.0.0.0:8080".parse().unwrap())
+        );
         let args = parse(&["--http-listen", "0.0.0.0:8080", "--allow-insecure-http"]);
         assert!(args.validate("h").is_ok());
     }
 
     #[test]
     fn refuses_bad_values() {
-        assert!(matches!(parse(&["--agent-cert-ttl", "1s"]).validate("h"), Err(ConfigError::CertTtl(_))));
-        assert_eq!(parse(&["--offline-after-intervals", "0"]).validate("h").unwrap_err(), ConfigError::OfflineAfter);
-        assert!(matches!(parse(&["--advertise-addr", "nohost"]).validate("h"), Err(ConfigError::AdvertiseAddr(_))));
-        assert!(matches!(parse(&["--public-url", "ftp://x"]).validate("h"), Err(ConfigError::PublicUrl(_))));
+        assert!(matches!(
+            parse(&["--agent-cert-ttl", "1s"]).validate("h"),
+            Err(ConfigError::CertTtl(_))
+        ));
+        assert_eq!(
+            parse(&["--offline-after-intervals", "0"])
+                .validate("h")
+                .unwrap_err(),
+            ConfigError::OfflineAfter
+        );
+        assert!(matches!(
+            parse(&["--advertise-addr", "nohost"]).validate("h"),
+            Err(ConfigError::AdvertiseAddr(_))
+        ));
+        assert!(matches!(
+            parse(&["--public-url", "ftp://x"]).validate("h"),
+            Err(ConfigError::PublicUrl(_))
+        ));
         assert!(matches!(
             parse(&["--retention-raw", "30d", "--retention-minute", "1d"]).validate("h"),
             Err(ConfigError::Retention { .. })
@@ -197,7 +228,9 @@ mod tests {
 
     #[test]
     fn explicit_listen_address_is_advertised() {
-        let v = parse(&["--grpc-listen", "127.0.0.1:9443"]).validate("h").unwrap();
+        let v = parse(&["--grpc-listen", "127.0.0.1:9443"])
+            .validate("h")
+            .unwrap();
         assert_eq!(v.advertise_grpc, "127.0.0.1:9443");
     }
 }

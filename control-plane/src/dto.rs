@@ -168,7 +168,6 @@ pub struct MetricsJson {
     pub points: Vec<PointJson>,
 }
 
-
 #[derive(Debug, Serialize, Deserialize)]
 pub struct JoinTokenJson {
     pub id: String,

@@ -45,7 +45,8 @@ pub fn host_status(
     let Some(last_seen) = last_seen_ms else {
         return HostState::Offline;
     };
-    let window = i64::from(interval_seconds.max(1)) * 1000 * i64::from(offline_after_intervals.max(1));
+    let window =
+        i64::from(interval_seconds.max(1)) * 1000 * i64::from(offline_after_intervals.max(1));
     if connected && now_ms - last_seen <= window {
         HostState::Online
     } else {
@@ -217,7 +218,9 @@ impl Fleet {
     pub fn disconnected(&self, host_id: &str, session_id: u64, now_ms: i64) {
         let wire = {
             let mut hosts = self.write();
-            let Some(entry) = hosts.get_mut(host_id) else { return };
+            let Some(entry) = hosts.get_mut(host_id) else {
+                return;
+            };
             if entry.session.as_ref().map(|s| s.id) != Some(session_id) {
                 return;
             }
@@ -235,7 +238,9 @@ impl Fleet {
     pub fn sampled(&self, host_id: &str, sample: pb::MetricSample, now_ms: i64) {
         let (wire, came_back) = {
             let mut hosts = self.write();
-            let Some(entry) = hosts.get_mut(host_id) else { return };
+            let Some(entry) = hosts.get_mut(host_id) else {
+                return;
+            };
             entry.latest = Some(sample);
             entry.row.last_seen_ms = Some(now_ms);
             let came_back = entry.state == HostState::Offline && entry.session.is_some();
@@ -269,7 +274,9 @@ impl Fleet {
             (entry.session.take(), Self::to_wire(entry))
         };
         if let Some(session) = session {
-            let reason = format!("host {host_id} was revoked by an operator; re-enroll it with a new join token");
+            let reason = format!(
+                "host {host_id} was revoked by an operator; re-enroll it with a new join token"
+            );
             session.close(&reason, Status::permission_denied(reason.clone()));
         }
         self.publish(pb::host_event::Kind::Revoked, wire.clone(), now_ms);
@@ -344,7 +351,9 @@ impl Fleet {
 
     /// Whether this replica holds an open session for the host.
     pub fn has_session(&self, host_id: &str) -> bool {
-        self.read().get(host_id).is_some_and(|e| e.session.is_some())
+        self.read()
+            .get(host_id)
+            .is_some_and(|e| e.session.is_some())
     }
 
     /// A new certificate was issued for the host.
@@ -382,7 +391,10 @@ mod tests {
             );
         }
         // A zero interval is treated as one second, never as "always offline".
-        assert_eq!(host_status(false, true, Some(NOW - 2_000), 0, 3, NOW), HostState::Online);
+        assert_eq!(
+            host_status(false, true, Some(NOW - 2_000), 0, 3, NOW),
+            HostState::Online
+        );
     }
 
     fn row(id: &str, region: &str, labels: &[(&str, &str)]) -> HostRow {
@@ -390,7 +402,10 @@ mod tests {
             id: id.into(),
             hostname: format!("{id}.local"),
             region: region.into(),
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             enrolled_at_ms: NOW,
             last_seen_ms: None,
             inventory: Vec::new(),
@@ -402,7 +417,12 @@ mod tests {
         }
     }
 
-    fn session(id: u64) -> (SessionHandle, mpsc::Receiver<Result<ControlMessage, Status>>) {
+    fn session(
+        id: u64,
+    ) -> (
+        SessionHandle,
+        mpsc::Receiver<Result<ControlMessage, Status>>,
+    ) {
         let (tx, rx) = mpsc::channel(8);
         (
             SessionHandle {
@@ -437,17 +457,33 @@ mod tests {
         let fleet = Fleet::new(vec![row("a", "r", &[])], 3);
         let mut events = fleet.subscribe();
         let (s1, _rx1) = session(1);
-        assert!(fleet.connected("a", s1, pb::Inventory::default(), 10, NOW).is_none());
-        assert_eq!(events.try_recv().unwrap().kind, pb::host_event::Kind::Online as i32);
+        assert!(
+            fleet
+                .connected("a", s1, pb::Inventory::default(), 10, NOW)
+                .is_none()
+        );
+        assert_eq!(
+            events.try_recv().unwrap().kind,
+            pb::host_event::Kind::Online as i32
+        );
         assert_eq!(fleet.state_counts().online, 1);
         // Silent for longer than 3 intervals: offline.
         assert_eq!(fleet.sweep(NOW + 29_000), 0);
         assert_eq!(fleet.sweep(NOW + 31_000), 1);
-        assert_eq!(events.try_recv().unwrap().kind, pb::host_event::Kind::Offline as i32);
+        assert_eq!(
+            events.try_recv().unwrap().kind,
+            pb::host_event::Kind::Offline as i32
+        );
         // A sample brings it back.
         fleet.sampled("a", pb::MetricSample::default(), NOW + 32_000);
-        assert_eq!(events.try_recv().unwrap().kind, pb::host_event::Kind::Online as i32);
-        assert_eq!(fleet.get("a").unwrap().status, pb::HostStatus::Online as i32);
+        assert_eq!(
+            events.try_recv().unwrap().kind,
+            pb::host_event::Kind::Online as i32
+        );
+        assert_eq!(
+            fleet.get("a").unwrap().status,
+            pb::HostStatus::Online as i32
+        );
     }
 
     #[test]
@@ -459,9 +495,15 @@ mod tests {
         let replaced = fleet.connected("a", s2, pb::Inventory::default(), 10, NOW);
         assert_eq!(replaced.map(|s| s.id), Some(1));
         fleet.disconnected("a", 1, NOW);
-        assert_eq!(fleet.get("a").unwrap().status, pb::HostStatus::Online as i32);
+        assert_eq!(
+            fleet.get("a").unwrap().status,
+            pb::HostStatus::Online as i32
+        );
         fleet.disconnected("a", 2, NOW);
-        assert_eq!(fleet.get("a").unwrap().status, pb::HostStatus::Offline as i32);
+        assert_eq!(
+            fleet.get("a").unwrap().status,
+            pb::HostStatus::Offline as i32
+        );
     }
 
     #[test]

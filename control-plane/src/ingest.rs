@@ -15,7 +15,9 @@ const MAX_BATCH_ROWS: usize = 20_000;
 /// Why a sample was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum InvalidSample {
-    #[error("sample timestamp {0} ms is before 2020 or more than 5 minutes in the future; check the host's clock (NTP)")]
+    #[error(
+        "sample timestamp {0} ms is before 2020 or more than 5 minutes in the future; check the host's clock (NTP)"
+    )]
     Timestamp(i64),
     #[error("sample field {field} is {value}, which is not a finite non-negative number")]
     NotFinite { field: &'static str, value: f64 },
@@ -36,7 +38,11 @@ fn integer(field: &'static str, value: u64) -> Result<i64, InvalidSample> {
 }
 
 /// Converts one wire sample into a store row, refusing nonsense.
-pub fn sample_row(host_id: &str, sample: &MetricSample, now_ms: i64) -> Result<SampleRow, InvalidSample> {
+pub fn sample_row(
+    host_id: &str,
+    sample: &MetricSample,
+    now_ms: i64,
+) -> Result<SampleRow, InvalidSample> {
     const YEAR_2020_MS: i64 = 1_577_836_800_000;
     let ts = sample.timestamp_ms;
     if ts < YEAR_2020_MS || ts > now_ms + MAX_FUTURE_SKEW_MS {
@@ -161,9 +167,21 @@ mod tests {
             swap_used_bytes: 0,
             swap_total_bytes: 0,
             disks: vec![
-                DiskUsage { mount_point: "/".into(), used_bytes: 50, total_bytes: 100 },
-                DiskUsage { mount_point: "/data".into(), used_bytes: 90, total_bytes: 100 },
-                DiskUsage { mount_point: "/empty".into(), used_bytes: 0, total_bytes: 0 },
+                DiskUsage {
+                    mount_point: "/".into(),
+                    used_bytes: 50,
+                    total_bytes: 100,
+                },
+                DiskUsage {
+                    mount_point: "/data".into(),
+                    used_bytes: 90,
+                    total_bytes: 100,
+                },
+                DiskUsage {
+                    mount_point: "/empty".into(),
+                    used_bytes: 0,
+                    total_bytes: 0,
+                },
             ],
             net_rx_bytes_per_second: 10.0,
             net_tx_bytes_per_second: 20.0,
@@ -179,7 +197,10 @@ mod tests {
         assert_eq!(row.ts_ms, NOW);
         assert_eq!(row.disk_used, 140);
         assert_eq!(row.disk_total, 200);
-        assert!((row.disk_used_percent - 90.0).abs() < 1e-9, "fullest mount wins");
+        assert!(
+            (row.disk_used_percent - 90.0).abs() < 1e-9,
+            "fullest mount wins"
+        );
         assert_eq!(row.processes, 42);
         assert_eq!(row.memory_total, 4096);
     }
@@ -190,7 +211,10 @@ mod tests {
         s.timestamp_ms = 0;
         assert_eq!(sample_row("h", &s, NOW), Err(InvalidSample::Timestamp(0)));
         s.timestamp_ms = NOW + 6 * 60_000;
-        assert!(matches!(sample_row("h", &s, NOW), Err(InvalidSample::Timestamp(_))));
+        assert!(matches!(
+            sample_row("h", &s, NOW),
+            Err(InvalidSample::Timestamp(_))
+        ));
         s.timestamp_ms = NOW + 60_000;
         assert!(sample_row("h", &s, NOW).is_ok(), "small skew is fine");
     }
@@ -201,16 +225,25 @@ mod tests {
         s.cpu_percent = f64::NAN;
         assert!(matches!(
             sample_row("h", &s, NOW),
-            Err(InvalidSample::NotFinite { field: "cpu_percent", .. })
+            Err(InvalidSample::NotFinite {
+                field: "cpu_percent",
+                ..
+            })
         ));
         let mut s = sample();
         s.load1 = -1.0;
-        assert!(matches!(sample_row("h", &s, NOW), Err(InvalidSample::NotFinite { field: "load1", .. })));
+        assert!(matches!(
+            sample_row("h", &s, NOW),
+            Err(InvalidSample::NotFinite { field: "load1", .. })
+        ));
         let mut s = sample();
         s.memory_used_bytes = u64::MAX;
         assert!(matches!(
             sample_row("h", &s, NOW),
-            Err(InvalidSample::TooLarge { field: "memory_used_bytes", .. })
+            Err(InvalidSample::TooLarge {
+                field: "memory_used_bytes",
+                ..
+            })
         ));
     }
 }

@@ -7,8 +7,7 @@ use argosy_proto::join::CaFingerprint;
 use argosy_proto::tls::SERVER_NAME;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-    SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -20,9 +19,13 @@ use time::OffsetDateTime;
 pub enum PkiError {
     #[error("could not generate a certificate: {0}")]
     Generate(#[source] rcgen::Error),
-    #[error("the stored CA is unreadable ({0}); restore the database from a backup or start with an empty one")]
+    #[error(
+        "the stored CA is unreadable ({0}); restore the database from a backup or start with an empty one"
+    )]
     BadCa(String),
-    #[error("the certificate signing request is invalid: {0}; the agent must send a PKCS#10 CSR in PEM")]
+    #[error(
+        "the certificate signing request is invalid: {0}; the agent must send a PKCS#10 CSR in PEM"
+    )]
     BadCsr(#[source] rcgen::Error),
     #[error("the client certificate is unreadable: {0}")]
     BadPeerCertificate(String),
@@ -234,7 +237,9 @@ mod tests {
 
     fn csr() -> (String, KeyPair) {
         let key = KeyPair::generate().unwrap();
-        let csr = CertificateParams::default().serialize_request(&key).unwrap();
+        let csr = CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap();
         (csr.pem().unwrap(), key)
     }
 
@@ -261,10 +266,13 @@ mod tests {
             (NOW + 1000) as u64,
         ));
         verifier.verify_client_cert(&der, &[], now).unwrap();
-        let later = rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_millis(
-            (NOW + 3_700_000) as u64,
-        ));
-        assert!(verifier.verify_client_cert(&der, &[], later).is_err(), "expired");
+        let later = rustls::pki_types::UnixTime::since_unix_epoch(
+            std::time::Duration::from_millis((NOW + 3_700_000) as u64),
+        );
+        assert!(
+            verifier.verify_client_cert(&der, &[], later).is_err(),
+            "expired"
+        );
     }
 
     #[test]

@@ -99,7 +99,14 @@ mod tests {
 
     #[test]
     fn malformed_tokens_are_refused() {
-        for text in ["", "argosy_", "argosy_abc", "argosy__x", "argosy_abc_", "other_abc_def"] {
+        for text in [
+            "",
+            "argosy_",
+            "argosy_abc",
+            "argosy__x",
+            "argosy_abc_",
+            "other_abc_def",
+        ] {
             assert_eq!(parse_api_token(text), None, "{text}");
         }
         for text in ["", "abc", ".x", "x."] {

@@ -30,13 +30,23 @@ pub enum StartError {
     #[error("the stored CA record is corrupt ({0}); restore the database from a backup")]
     CaRecord(serde_json::Error),
     #[error("cannot create the data folder {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr} for {what}: {source} (is another process using the port?)")]
-    Listen { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    Listen {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot set up the gRPC server: {0}")]
     Grpc(String),
     #[error("cannot write {path}: {source}")]
-    WriteFile { path: PathBuf, source: std::io::Error },
+    WriteFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// What a started control plane tells the person who started it.
@@ -85,7 +95,10 @@ pub async fn open_store(args: &ServerArgs) -> Result<(Store, String), StartError
 }
 
 fn create_private_dir(path: &Path) -> Result<(), StartError> {
-    std::fs::create_dir_all(path).map_err(|source| StartError::DataDir { path: path.to_owned(), source })?;
+    std::fs::create_dir_all(path).map_err(|source| StartError::DataDir {
+        path: path.to_owned(),
+        source,
+    })?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -129,23 +142,37 @@ pub async fn start(args: &ServerArgs) -> Result<Running, StartError> {
 
     let grpc_listener = TcpListener::bind(args.grpc_listen)
         .await
-        .map_err(|source| StartError::Listen { what: "gRPC", addr: args.grpc_listen, source })?;
-    let grpc_addr = grpc_listener.local_addr().map_err(|source| StartError::Listen {
-        what: "gRPC",
-        addr: args.grpc_listen,
-        source,
-    })?;
+        .map_err(|source| StartError::Listen {
+            what: "gRPC",
+            addr: args.grpc_listen,
+            source,
+        })?;
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .map_err(|source| StartError::Listen {
+            what: "gRPC",
+            addr: args.grpc_listen,
+            source,
+        })?;
     let http_listener = TcpListener::bind(args.http_listen)
         .await
-        .map_err(|source| StartError::Listen { what: "HTTP", addr: args.http_listen, source })?;
-    let http_addr = http_listener.local_addr().map_err(|source| StartError::Listen {
-        what: "HTTP",
-        addr: args.http_listen,
-        source,
-    })?;
+        .map_err(|source| StartError::Listen {
+            what: "HTTP",
+            addr: args.http_listen,
+            source,
+        })?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|source| StartError::Listen {
+            what: "HTTP",
+            addr: args.http_listen,
+            source,
+        })?;
     let advertise_grpc = match &args.advertise_addr {
         Some(_) => validated.advertise_grpc.clone(),
-        None if args.grpc_listen.ip().is_unspecified() => format!("{}:{}", hostname(), grpc_addr.port()),
+        None if args.grpc_listen.ip().is_unspecified() => {
+            format!("{}:{}", hostname(), grpc_addr.port())
+        }
         None => grpc_addr.to_string(),
     };
     let public_http_url = match &args.public_url {
@@ -165,13 +192,14 @@ pub async fn start(args: &ServerArgs) -> Result<Running, StartError> {
         public_http_url: public_http_url.clone(),
         agent_cert_ttl_ms: validated.agent_cert_ttl_ms,
         offline_after_intervals: args.offline_after_intervals,
-        retention: validated.retention.clone(),
+        retention: validated.retention,
         agent_binary_dir,
     };
     let cp = ControlPlane::new(store.clone(), fleet, ca.clone(), clock.clone(), settings);
 
     let admin_token = if store.count_api_tokens().await? == 0 {
-        let (_, text) = mint_api_token(&store, clock.now_ms(), "admin", Role::Admin, 0, "bootstrap").await?;
+        let (_, text) =
+            mint_api_token(&store, clock.now_ms(), "admin", Role::Admin, 0, "bootstrap").await?;
         tracing::info!("created the first admin token (printed once on standard output)");
         Some(text)
     } else {
@@ -186,7 +214,9 @@ pub async fn start(args: &ServerArgs) -> Result<Running, StartError> {
     let (chain, key) = ca.server_identity(&validated.server_names, clock.now_ms())?;
     let tls = tonic::transport::ServerTlsConfig::new()
         .identity(tonic::transport::Identity::from_pem(chain, key))
-        .client_ca_root(tonic::transport::Certificate::from_pem(ca.certificate_pem()))
+        .client_ca_root(tonic::transport::Certificate::from_pem(
+            ca.certificate_pem(),
+        ))
         .client_auth_optional(true);
     let routes = grpc::routes(cp.clone()).map_err(|e| StartError::Grpc(e.to_string()))?;
     let server = tonic::transport::Server::builder()
@@ -197,7 +227,8 @@ pub async fn start(args: &ServerArgs) -> Result<Running, StartError> {
         .tcp_nodelay(true)
         .add_routes(routes);
     let mut stop = shutdown_rx.clone();
-    let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+    let incoming =
+        tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
     tasks.push(tokio::spawn(async move {
         let result = server
             .serve_with_incoming_shutdown(incoming, async move {
@@ -236,7 +267,12 @@ pub async fn start(args: &ServerArgs) -> Result<Running, StartError> {
     };
     write_endpoints(&args.data_dir, &started)?;
     tracing::info!(grpc = %grpc_addr, http = %http_addr, store = started.store_description, "control plane started");
-    Ok(Running { cp, started, shutdown, tasks })
+    Ok(Running {
+        cp,
+        started,
+        shutdown,
+        tasks,
+    })
 }
 
 /// Writes `<data-dir>/endpoints.json` so scripts and tests find the bound

@@ -55,11 +55,15 @@ impl Telemetry {
 /// Why a caller was not let in.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("no API token: send `authorization: Bearer <token>` (the CLI reads --token, ARGOSY_TOKEN or `argosy login`)")]
+    #[error(
+        "no API token: send `authorization: Bearer <token>` (the CLI reads --token, ARGOSY_TOKEN or `argosy login`)"
+    )]
     Missing,
     #[error("the API token is malformed: tokens look like argosy_<id>_<secret>")]
     Malformed,
-    #[error("the API token is not valid: unknown token or wrong secret; create one with `argosy token create`")]
+    #[error(
+        "the API token is not valid: unknown token or wrong secret; create one with `argosy token create`"
+    )]
     Invalid,
     #[error("the API token {name:?} was revoked at {at}; ask an admin for a new one")]
     Revoked { name: String, at: String },
@@ -132,7 +136,10 @@ impl ControlPlane {
         authorization: Option<&str>,
         action: Action,
     ) -> Result<Principal, AuthError> {
-        let header = authorization.map(str::trim).filter(|h| !h.is_empty()).ok_or(AuthError::Missing)?;
+        let header = authorization
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .ok_or(AuthError::Missing)?;
         let text = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
@@ -144,13 +151,23 @@ impl ControlPlane {
         }
         let now = self.now_ms();
         if let Some(at) = row.revoked_at_ms {
-            return Err(AuthError::Revoked { name: row.name, at: format_ms(at) });
+            return Err(AuthError::Revoked {
+                name: row.name,
+                at: format_ms(at),
+            });
         }
         if let Some(at) = row.expires_at_ms.filter(|at| *at <= now) {
-            return Err(AuthError::Expired { name: row.name, at: format_ms(at) });
+            return Err(AuthError::Expired {
+                name: row.name,
+                at: format_ms(at),
+            });
         }
         let role: Role = row.role.parse().map_err(|_| AuthError::Invalid)?;
-        let principal = Principal { token_id: row.id, name: row.name, role };
+        let principal = Principal {
+            token_id: row.id,
+            name: row.name,
+            role,
+        };
         auth::authorize(&principal, action)?;
         self.touch_token(&principal.token_id, now).await;
         Ok(principal)
@@ -159,17 +176,18 @@ impl ControlPlane {
     /// Records the token's last use, at most once a minute per token.
     async fn touch_token(&self, id: &str, now: i64) {
         let due = {
-            let mut touched = self.last_token_touch.lock().unwrap_or_else(|e| e.into_inner());
+            let mut touched = self
+                .last_token_touch
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let due = touched.get(id).is_none_or(|at| now - at >= 60_000);
             if due {
                 touched.insert(id.to_owned(), now);
             }
             due
         };
-        if due {
-            if let Err(error) = self.store.touch_api_token(id, now).await {
-                tracing::warn!(%error, token_id = id, "could not record API token use");
-            }
+        if due && let Err(error) = self.store.touch_api_token(id, now).await {
+            tracing::warn!(%error, token_id = id, "could not record API token use");
         }
     }
 }

@@ -56,9 +56,12 @@ fn config_path(explicit: &Option<PathBuf>) -> Option<PathBuf> {
 }
 
 fn read_config(path: &Option<PathBuf>) -> anyhow::Result<CliConfig> {
-    let Some(path) = config_path(path) else { return Ok(CliConfig::default()) };
+    let Some(path) = config_path(path) else {
+        return Ok(CliConfig::default());
+    };
     match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).with_context(|| format!("{} is not a valid CLI config", path.display())),
+        Ok(text) => toml::from_str(&text)
+            .with_context(|| format!("{} is not a valid CLI config", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CliConfig::default()),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
@@ -69,14 +72,18 @@ fn read_config(path: &Option<PathBuf>) -> anyhow::Result<CliConfig> {
 pub(super) struct Bearer(Option<AsciiMetadataValue>);
 
 impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         Ok(request)
     }
 }
-
 
 /// A connection to the API, ready to make clients from.
 pub(super) struct Connection {
@@ -93,7 +100,8 @@ impl Connection {
 
 fn trust(fingerprint: Option<&str>, ca_file: Option<&PathBuf>) -> anyhow::Result<ServerTrust> {
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path).with_context(|| format!("cannot read the CA file {}", path.display()))?;
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read the CA file {}", path.display()))?;
         let cert = tls::certificates_from_pem(&pem, "the CA file")?.remove(0);
         return Ok(ServerTrust::Ca(cert));
     }
@@ -122,17 +130,23 @@ pub(super) fn connect(args: &ClientArgs) -> anyhow::Result<Connection> {
         None => None,
     };
     let channel = tls::channel(&addr, tls::client_config(trust, None)?)?;
-    Ok(Connection { channel, bearer: Bearer(bearer), output: args.output })
+    Ok(Connection {
+        channel,
+        bearer: Bearer(bearer),
+        output: args.output,
+    })
 }
 
 /// Turns a gRPC status into a one-line error for people.
 pub(super) fn status_error(status: tonic::Status) -> anyhow::Error {
     use std::error::Error as _;
     let mut message = status.message().to_owned();
-    if message.is_empty() || status.code() == tonic::Code::Unavailable || status.code() == tonic::Code::Unknown {
-        if let Some(source) = status.source() {
-            message = format!("{message} ({})", tls::error_chain(source));
-        }
+    let transport = matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown
+    );
+    if let Some(source) = status.source().filter(|_| message.is_empty() || transport) {
+        message = format!("{message} ({})", tls::error_chain(source));
     }
     anyhow::anyhow!("{message} [{:?}]", status.code())
 }
@@ -153,7 +167,8 @@ pub(super) async fn login(args: LoginArgs) -> anyhow::Result<()> {
         .await
         .map_err(status_error)?
         .into_inner();
-    let path = config_path(&args.cli_config).context("cannot find a home folder for the CLI config; pass --cli-config")?;
+    let path = config_path(&args.cli_config)
+        .context("cannot find a home folder for the CLI config; pass --cli-config")?;
     let saved = read_config(&args.cli_config)?;
     let config = CliConfig {
         addr: args.addr.or(saved.addr),
@@ -161,7 +176,8 @@ pub(super) async fn login(args: LoginArgs) -> anyhow::Result<()> {
         ca_fingerprint: args.ca_fingerprint.or(saved.ca_fingerprint),
     };
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     let text = toml::to_string(&config)?;
     write_private(&path, &text)?;
@@ -183,7 +199,9 @@ fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     file.write_all(text.as_bytes())?;
     Ok(())
 }

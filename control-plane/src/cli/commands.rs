@@ -61,7 +61,12 @@ fn now() -> i64 {
 /// Finds a host by id, or by hostname when that is unique.
 async fn resolve_host(connection: &Connection, host: &str) -> anyhow::Result<pb::Host> {
     let mut fleet = connection.client(FleetServiceClient::with_interceptor);
-    match fleet.get_host(pb::GetHostRequest { id: host.to_owned() }).await {
+    match fleet
+        .get_host(pb::GetHostRequest {
+            id: host.to_owned(),
+        })
+        .await
+    {
         Ok(found) => return Ok(found.into_inner()),
         Err(status) if status.code() == tonic::Code::NotFound => {}
         Err(status) => return Err(status_error(status)),
@@ -96,11 +101,18 @@ fn host_rows(hosts: &[pb::Host]) -> Vec<Vec<String>> {
                     if s.memory_total_bytes == 0 {
                         "-".into()
                     } else {
-                        format!("{:.1}%", s.memory_used_bytes as f64 / s.memory_total_bytes as f64 * 100.0)
+                        format!(
+                            "{:.1}%",
+                            s.memory_used_bytes as f64 / s.memory_total_bytes as f64 * 100.0
+                        )
                     }
                 }),
                 ago(h.last_seen_ms, now),
-                h.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                h.labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
             ]
         })
         .collect()
@@ -108,7 +120,11 @@ fn host_rows(hosts: &[pb::Host]) -> Vec<Vec<String>> {
 
 pub(super) async fn hosts(command: HostsCommand) -> anyhow::Result<()> {
     match command {
-        HostsCommand::List { region, labels, client } => {
+        HostsCommand::List {
+            region,
+            labels,
+            client,
+        } => {
             let connection = connect(&client)?;
             let mut fleet = connection.client(FleetServiceClient::with_interceptor);
             let hosts = fleet
@@ -127,7 +143,19 @@ pub(super) async fn hosts(command: HostsCommand) -> anyhow::Result<()> {
                 }
                 Output::Table => println!(
                     "{}",
-                    table(&["id", "hostname", "region", "status", "cpu", "memory", "last seen", "labels"], host_rows(&hosts))
+                    table(
+                        &[
+                            "id",
+                            "hostname",
+                            "region",
+                            "status",
+                            "cpu",
+                            "memory",
+                            "last seen",
+                            "labels"
+                        ],
+                        host_rows(&hosts)
+                    )
                 ),
             }
         }
@@ -144,20 +172,27 @@ pub(super) async fn hosts(command: HostsCommand) -> anyhow::Result<()> {
             let found = resolve_host(&connection, &host).await?;
             let mut fleet = connection.client(FleetServiceClient::with_interceptor);
             let revoked = fleet
-                .revoke_host(pb::RevokeHostRequest { id: found.id.clone() })
+                .revoke_host(pb::RevokeHostRequest {
+                    id: found.id.clone(),
+                })
                 .await
                 .map_err(status_error)?
                 .into_inner();
             match connection.output {
                 Output::Json => println!("{}", output::json(&HostJson::from(revoked))?),
-                Output::Table => println!("revoked host {} ({}); it is disconnected and its certificate is refused", found.id, found.hostname),
+                Output::Table => println!(
+                    "revoked host {} ({}); it is disconnected and its certificate is refused",
+                    found.id, found.hostname
+                ),
             }
         }
         HostsCommand::Watch { metrics, client } => {
             let connection = connect(&client)?;
             let mut fleet = connection.client(FleetServiceClient::with_interceptor);
             let mut stream = fleet
-                .watch_hosts(pb::WatchHostsRequest { include_metrics: metrics })
+                .watch_hosts(pb::WatchHostsRequest {
+                    include_metrics: metrics,
+                })
                 .await
                 .map_err(status_error)?
                 .into_inner();
@@ -171,7 +206,13 @@ pub(super) async fn hosts(command: HostsCommand) -> anyhow::Result<()> {
                         "{}",
                         serde_json::json!({ "kind": kind, "at_ms": event.at_ms, "host": HostJson::from(host) })
                     ),
-                    Output::Table => println!("{} {kind:<9} {} {} {}", when(event.at_ms), host.id, host.hostname, host.region),
+                    Output::Table => println!(
+                        "{} {kind:<9} {} {} {}",
+                        when(event.at_ms),
+                        host.id,
+                        host.hostname,
+                        host.region
+                    ),
                 }
             }
         }
@@ -185,16 +226,38 @@ fn print_host(h: &pb::Host) {
     println!("hostname:      {}", h.hostname);
     println!("region:        {}", h.region);
     let labels: Vec<String> = h.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    println!("labels:        {}", if labels.is_empty() { "-".into() } else { labels.join(", ") });
+    println!(
+        "labels:        {}",
+        if labels.is_empty() {
+            "-".into()
+        } else {
+            labels.join(", ")
+        }
+    );
     println!("status:        {}", status_name(h.status));
-    println!("last seen:     {} ({})", when(h.last_seen_ms), ago(h.last_seen_ms, now));
+    println!(
+        "last seen:     {} ({})",
+        when(h.last_seen_ms),
+        ago(h.last_seen_ms, now)
+    );
     println!("enrolled:      {}", when(h.enrolled_at_ms));
-    println!("certificate:   expires {} ({})", when(h.certificate_not_after_ms), ago(h.certificate_not_after_ms, now));
+    println!(
+        "certificate:   expires {} ({})",
+        when(h.certificate_not_after_ms),
+        ago(h.certificate_not_after_ms, now)
+    );
     println!("interval:      {}s", h.interval_seconds);
     if let Some(i) = &h.inventory {
-        println!("os:            {} {} (kernel {}, {})", i.os, i.os_version, i.kernel, i.arch);
+        println!(
+            "os:            {} {} (kernel {}, {})",
+            i.os, i.os_version, i.kernel, i.arch
+        );
         println!("cpu:           {} × {}", i.cpu_count, i.cpu_model);
-        println!("memory:        {} (swap {})", bytes(i.memory_bytes), bytes(i.swap_bytes));
+        println!(
+            "memory:        {} (swap {})",
+            bytes(i.memory_bytes),
+            bytes(i.swap_bytes)
+        );
         println!("agent:         {}", i.agent_version);
         let docker = i.docker.clone().unwrap_or_default();
         if docker.available {
@@ -203,19 +266,53 @@ fn print_host(h: &pb::Host) {
             println!("docker:        unavailable ({})", docker.error);
         }
         for d in &i.disks {
-            println!("disk:          {} {} {} {}", d.mount_point, d.device, d.filesystem, bytes(d.total_bytes));
+            println!(
+                "disk:          {} {} {} {}",
+                d.mount_point,
+                d.device,
+                d.filesystem,
+                bytes(d.total_bytes)
+            );
         }
     }
     if let Some(s) = &h.latest {
-        println!("latest sample: {} ({})", when(s.timestamp_ms), ago(s.timestamp_ms, now));
-        println!("  cpu          {:.1}%  load {:.2} {:.2} {:.2}", s.cpu_percent, s.load1, s.load5, s.load15);
-        println!("  memory       {} used, {} available of {}", bytes(s.memory_used_bytes), bytes(s.memory_available_bytes), bytes(s.memory_total_bytes));
-        println!("  swap         {} of {}", bytes(s.swap_used_bytes), bytes(s.swap_total_bytes));
+        println!(
+            "latest sample: {} ({})",
+            when(s.timestamp_ms),
+            ago(s.timestamp_ms, now)
+        );
+        println!(
+            "  cpu          {:.1}%  load {:.2} {:.2} {:.2}",
+            s.cpu_percent, s.load1, s.load5, s.load15
+        );
+        println!(
+            "  memory       {} used, {} available of {}",
+            bytes(s.memory_used_bytes),
+            bytes(s.memory_available_bytes),
+            bytes(s.memory_total_bytes)
+        );
+        println!(
+            "  swap         {} of {}",
+            bytes(s.swap_used_bytes),
+            bytes(s.swap_total_bytes)
+        );
         for d in &s.disks {
-            println!("  disk         {} {} of {}", d.mount_point, bytes(d.used_bytes), bytes(d.total_bytes));
+            println!(
+                "  disk         {} {} of {}",
+                d.mount_point,
+                bytes(d.used_bytes),
+                bytes(d.total_bytes)
+            );
         }
-        println!("  network      rx {}/s tx {}/s", bytes(s.net_rx_bytes_per_second as u64), bytes(s.net_tx_bytes_per_second as u64));
-        println!("  uptime       {}s, {} processes", s.uptime_seconds, s.process_count);
+        println!(
+            "  network      rx {}/s tx {}/s",
+            bytes(s.net_rx_bytes_per_second as u64),
+            bytes(s.net_tx_bytes_per_second as u64)
+        );
+        println!(
+            "  uptime       {}s, {} processes",
+            s.uptime_seconds, s.process_count
+        );
     }
 }
 
@@ -248,7 +345,9 @@ pub(super) async fn metrics(args: MetricsArgs) -> anyhow::Result<()> {
             metric: args.metric,
             start_ms: now - since_ms,
             end_ms: now,
-            step_ms: args.step.map_or(0, |s| i64::try_from(s.as_millis()).unwrap_or(i64::MAX)),
+            step_ms: args
+                .step
+                .map_or(0, |s| i64::try_from(s.as_millis()).unwrap_or(i64::MAX)),
         })
         .await
         .map_err(status_error)?
@@ -263,17 +362,34 @@ pub(super) async fn metrics(args: MetricsArgs) -> anyhow::Result<()> {
                 points: result
                     .points
                     .into_iter()
-                    .map(|p| PointJson { timestamp_ms: p.timestamp_ms, avg: p.avg, max: p.max })
+                    .map(|p| PointJson {
+                        timestamp_ms: p.timestamp_ms,
+                        avg: p.avg,
+                        max: p.max,
+                    })
                     .collect(),
             };
             println!("{}", output::json(&json)?);
         }
         Output::Table => {
-            println!("{} on {} ({}), step {}s, {} points", result.metric, host.hostname, result.unit, result.step_ms / 1000, result.points.len());
+            println!(
+                "{} on {} ({}), step {}s, {} points",
+                result.metric,
+                host.hostname,
+                result.unit,
+                result.step_ms / 1000,
+                result.points.len()
+            );
             let rows = result
                 .points
                 .iter()
-                .map(|p| vec![when(p.timestamp_ms), format!("{:.2}", p.avg), format!("{:.2}", p.max)])
+                .map(|p| {
+                    vec![
+                        when(p.timestamp_ms),
+                        format!("{:.2}", p.avg),
+                        format!("{:.2}", p.max),
+                    ]
+                })
                 .collect();
             println!("{}", table(&["time", "avg", "max"], rows));
         }
@@ -315,7 +431,13 @@ pub(super) enum JoinTokenCommand {
 
 pub(super) async fn join_token(command: JoinTokenCommand) -> anyhow::Result<()> {
     match command {
-        JoinTokenCommand::Create { region, labels, ttl, uses, client } => {
+        JoinTokenCommand::Create {
+            region,
+            labels,
+            ttl,
+            uses,
+            client,
+        } => {
             let connection = connect(&client)?;
             let mut tokens = connection.client(JoinTokenServiceClient::with_interceptor);
             let created = tokens
@@ -339,7 +461,12 @@ pub(super) async fn join_token(command: JoinTokenCommand) -> anyhow::Result<()> 
                     }))?
                 ),
                 Output::Table => {
-                    println!("join token {} for region {} (expires {})", token.id, token.region, when(token.expires_at_ms));
+                    println!(
+                        "join token {} for region {} (expires {})",
+                        token.id,
+                        token.region,
+                        when(token.expires_at_ms)
+                    );
                     println!();
                     println!("join string (shown once):");
                     println!("  {}", created.join_string);
@@ -362,7 +489,8 @@ pub(super) async fn join_token(command: JoinTokenCommand) -> anyhow::Result<()> 
                 .tokens;
             match connection.output {
                 Output::Json => {
-                    let json: Vec<JoinTokenJson> = list.into_iter().map(JoinTokenJson::from).collect();
+                    let json: Vec<JoinTokenJson> =
+                        list.into_iter().map(JoinTokenJson::from).collect();
                     println!("{}", output::json(&json)?);
                 }
                 Output::Table => {
@@ -383,13 +511,23 @@ pub(super) async fn join_token(command: JoinTokenCommand) -> anyhow::Result<()> 
                                 t.id.clone(),
                                 t.region.clone(),
                                 state.to_owned(),
-                                if t.max_uses == 0 { format!("{}/∞", t.uses) } else { format!("{}/{}", t.uses, t.max_uses) },
+                                if t.max_uses == 0 {
+                                    format!("{}/∞", t.uses)
+                                } else {
+                                    format!("{}/{}", t.uses, t.max_uses)
+                                },
                                 ago(t.expires_at_ms, now),
                                 t.created_by.clone(),
                             ]
                         })
                         .collect();
-                    println!("{}", table(&["id", "region", "state", "uses", "expires", "created by"], rows));
+                    println!(
+                        "{}",
+                        table(
+                            &["id", "region", "state", "uses", "expires", "created by"],
+                            rows
+                        )
+                    );
                 }
             }
         }
@@ -449,7 +587,12 @@ impl clap::builder::ValueParserFactory for crate::auth::Role {
 
 pub(super) async fn token(command: TokenCommand) -> anyhow::Result<()> {
     match command {
-        TokenCommand::Create { name, role, ttl, client } => {
+        TokenCommand::Create {
+            name,
+            role,
+            ttl,
+            client,
+        } => {
             let connection = connect(&client)?;
             let mut tokens = connection.client(ApiTokenServiceClient::with_interceptor);
             let role = match role {
@@ -476,7 +619,12 @@ pub(super) async fn token(command: TokenCommand) -> anyhow::Result<()> {
                     }))?
                 ),
                 Output::Table => {
-                    println!("API token {} ({:?}, role {})", token.id, token.name, crate::dto::role_name(token.role));
+                    println!(
+                        "API token {} ({:?}, role {})",
+                        token.id,
+                        token.name,
+                        crate::dto::role_name(token.role)
+                    );
                     println!("secret (shown once, only its hash is stored):");
                     println!("  {}", created.secret);
                 }
@@ -493,7 +641,8 @@ pub(super) async fn token(command: TokenCommand) -> anyhow::Result<()> {
                 .tokens;
             match connection.output {
                 Output::Json => {
-                    let json: Vec<ApiTokenJson> = list.into_iter().map(ApiTokenJson::from).collect();
+                    let json: Vec<ApiTokenJson> =
+                        list.into_iter().map(ApiTokenJson::from).collect();
                     println!("{}", output::json(&json)?);
                 }
                 Output::Table => {
@@ -505,13 +654,27 @@ pub(super) async fn token(command: TokenCommand) -> anyhow::Result<()> {
                                 t.id.clone(),
                                 t.name.clone(),
                                 crate::dto::role_name(t.role).to_owned(),
-                                if t.revoked { "revoked".into() } else { "active".into() },
-                                if t.expires_at_ms == 0 { "never".into() } else { ago(t.expires_at_ms, now) },
+                                if t.revoked {
+                                    "revoked".into()
+                                } else {
+                                    "active".into()
+                                },
+                                if t.expires_at_ms == 0 {
+                                    "never".into()
+                                } else {
+                                    ago(t.expires_at_ms, now)
+                                },
                                 ago(t.last_used_ms, now),
                             ]
                         })
                         .collect();
-                    println!("{}", table(&["id", "name", "role", "state", "expires", "last used"], rows));
+                    println!(
+                        "{}",
+                        table(
+                            &["id", "name", "role", "state", "expires", "last used"],
+                            rows
+                        )
+                    );
                 }
             }
         }
@@ -527,13 +690,22 @@ pub(super) async fn token(command: TokenCommand) -> anyhow::Result<()> {
         TokenCommand::Whoami { client } => {
             let connection = connect(&client)?;
             let mut tokens = connection.client(ApiTokenServiceClient::with_interceptor);
-            let me = tokens.who_am_i(pb::WhoAmIRequest {}).await.map_err(status_error)?.into_inner();
+            let me = tokens
+                .who_am_i(pb::WhoAmIRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
             match connection.output {
                 Output::Json => println!(
                     "{}",
                     serde_json::json!({"token_id": me.token_id, "name": me.name, "role": crate::dto::role_name(me.role)})
                 ),
-                Output::Table => println!("{} ({}), role {}", me.name, me.token_id, crate::dto::role_name(me.role)),
+                Output::Table => println!(
+                    "{} ({}), role {}",
+                    me.name,
+                    me.token_id,
+                    crate::dto::role_name(me.role)
+                ),
             }
         }
     }

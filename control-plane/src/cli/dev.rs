@@ -33,14 +33,23 @@ pub(super) struct BootstrapArgs {
 }
 
 fn print_banner(started: &Started) {
-    println!("Argosy control plane is up ({}).", started.store_description);
+    println!(
+        "Argosy control plane is up ({}).",
+        started.store_description
+    );
     println!("  gRPC API (TLS):  {}", started.advertise_grpc);
-    println!("  HTTP:            {}  (REST /api/v1, /metrics, /install.sh)", started.public_http_url);
+    println!(
+        "  HTTP:            {}  (REST /api/v1, /metrics, /install.sh)",
+        started.public_http_url
+    );
     println!("  CA fingerprint:  {}", started.ca_fingerprint);
     if let Some(token) = &started.admin_token {
         println!("  admin token:     {token}");
         println!("                   (shown once; only its hash is stored)");
-        println!("  log in:          argosy login --addr {} --ca-fingerprint {} --token {token}", started.advertise_grpc, started.ca_fingerprint);
+        println!(
+            "  log in:          argosy login --addr {} --ca-fingerprint {} --token {token}",
+            started.advertise_grpc, started.ca_fingerprint
+        );
     }
     println!("  add a host:      argosy join-token create --region eu-west --ttl 1h");
 }
@@ -49,13 +58,14 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -84,7 +94,15 @@ pub(super) async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     let mut started = running.started.clone();
     if started.admin_token.is_none() {
         // The first admin token was shown at an earlier start; mint one for this session.
-        let (_, text) = mint_api_token(&running.cp.store, running.cp.now_ms(), "dev", Role::Admin, 0, "argosy dev").await?;
+        let (_, text) = mint_api_token(
+            &running.cp.store,
+            running.cp.now_ms(),
+            "dev",
+            Role::Admin,
+            0,
+            "argosy dev",
+        )
+        .await?;
         started.admin_token = Some(text);
     }
     print_banner(&started);
@@ -121,15 +139,27 @@ pub(super) async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
             },
         )
         .await
-        .map_err(|status| anyhow::anyhow!("cannot create a join token for the local agent: {}", status.message()))?;
+        .map_err(|status| {
+            anyhow::anyhow!(
+                "cannot create a join token for the local agent: {}",
+                status.message()
+            )
+        })?;
         command.arg("--join").arg(&created.join_string);
     }
     let mut agent = command
         .spawn()
         .with_context(|| format!("cannot start the local agent {}", agent_bin.display()))?;
-    println!("  local agent:     {} (state in {})", agent_bin.display(), state_dir.display());
+    println!(
+        "  local agent:     {} (state in {})",
+        agent_bin.display(),
+        state_dir.display()
+    );
     println!();
-    println!("Try: argosy hosts list --addr {} --ca-fingerprint {} --token <admin token>", started.advertise_grpc, started.ca_fingerprint);
+    println!(
+        "Try: argosy hosts list --addr {} --ca-fingerprint {} --token <admin token>",
+        started.advertise_grpc, started.ca_fingerprint
+    );
     println!("Press Ctrl-C to stop.");
 
     tokio::select! {
@@ -149,7 +179,8 @@ pub(super) async fn bootstrap_token(args: BootstrapArgs) -> anyhow::Result<()> {
     use crate::clock::Clock;
     let (store, description) = server::open_store(&args.server).await?;
     let now = crate::clock::SystemClock.now_ms();
-    let (_, text) = mint_api_token(&store, now, &args.name, Role::Admin, 0, "bootstrap-token").await?;
+    let (_, text) =
+        mint_api_token(&store, now, &args.name, Role::Admin, 0, "bootstrap-token").await?;
     println!("new admin token {:?} in {description}:", args.name);
     println!("  {text}");
     Ok(())

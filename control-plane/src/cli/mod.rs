@@ -13,7 +13,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "argosy", version, about = "Argosy fleet manager: control plane and CLI")]
+#[command(
+    name = "argosy",
+    version,
+    about = "Argosy fleet manager: control plane and CLI"
+)]
 pub struct Cli {
     /// Log format: text or json.
     #[arg(long, env = "ARGOSY_LOG_FORMAT", default_value = "text", global = true)]
@@ -57,7 +61,9 @@ enum Command {
 fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -68,8 +74,14 @@ fn init_logging(format: LogFormat, level: &str) {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let is_server = matches!(cli.command, Command::Server(_) | Command::Dev(_));
-    init_logging(cli.log_format, if is_server { &cli.log_level } else { "warn" });
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    init_logging(
+        cli.log_format,
+        if is_server { &cli.log_level } else { "warn" },
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

@@ -32,7 +32,11 @@ pub(super) fn json<T: Serialize>(value: &T) -> anyhow::Result<String> {
 }
 
 pub(super) fn when(ms: i64) -> String {
-    if ms <= 0 { "-".to_owned() } else { format_ms(ms) }
+    if ms <= 0 {
+        "-".to_owned()
+    } else {
+        format_ms(ms)
+    }
 }
 
 /// A time relative to `now_ms`, like `12s ago` or `in 3h`.
@@ -41,7 +45,11 @@ pub(super) fn ago(ms: i64, now_ms: i64) -> String {
         return "never".to_owned();
     }
     let delta = (now_ms - ms) / 1000;
-    let (abs, future) = if delta < 0 { (-delta, true) } else { (delta, false) };
+    let (abs, future) = if delta < 0 {
+        (-delta, true)
+    } else {
+        (delta, false)
+    };
     let text = if abs < 60 {
         format!("{abs}s")
     } else if abs < 3600 {
@@ -51,7 +59,11 @@ pub(super) fn ago(ms: i64, now_ms: i64) -> String {
     } else {
         format!("{}d", abs / 86_400)
     };
-    if future { format!("in {text}") } else { format!("{text} ago") }
+    if future {
+        format!("in {text}")
+    } else {
+        format!("{text} ago")
+    }
 }
 
 pub(super) fn bytes(n: u64) -> String {
@@ -62,7 +74,11 @@ pub(super) fn bytes(n: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 #[cfg(test)]

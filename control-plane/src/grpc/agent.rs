@@ -72,12 +72,22 @@ impl AgentApi {
                 "the join token is not valid (unknown token or wrong secret); create a new one with `argosy join-token create`",
             )
         };
-        let token = cp.store.join_token(token_id).await.map_err(store_status)?.ok_or_else(unknown)?;
+        let token = cp
+            .store
+            .join_token(token_id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(unknown)?;
         if !secrets::secret_matches(secret, &token.secret_hash) {
             return Err(unknown());
         }
         let now = cp.now_ms();
-        let token = match cp.store.redeem_join_token(token_id, now).await.map_err(store_status)? {
+        let token = match cp
+            .store
+            .redeem_join_token(token_id, now)
+            .await
+            .map_err(store_status)?
+        {
             Redemption::Redeemed(token) => token,
             Redemption::Unknown => return Err(unknown()),
             Redemption::Expired { expired_at_ms } => {
@@ -100,7 +110,12 @@ impl AgentApi {
         let host_id = format!("h-{}", secrets::random_id(12));
         let issued = cp
             .ca
-            .sign_host_csr(&request.csr_pem, &host_id, now, cp.settings.agent_cert_ttl_ms)
+            .sign_host_csr(
+                &request.csr_pem,
+                &host_id,
+                now,
+                cp.settings.agent_cert_ttl_ms,
+            )
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let inventory = request.inventory.unwrap_or_default();
         let row = HostRow {
@@ -119,7 +134,13 @@ impl AgentApi {
         };
         cp.store.insert_host(&row).await.map_err(store_status)?;
         cp.fleet.enrolled(row, now);
-        tracing::info!(host_id, hostname = inventory.hostname, region = token.region, join_token = token.id, "host enrolled");
+        tracing::info!(
+            host_id,
+            hostname = inventory.hostname,
+            region = token.region,
+            join_token = token.id,
+            "host enrolled"
+        );
         Ok(EnrollResponse {
             host_id,
             certificate_pem: issued.certificate_pem,
@@ -135,7 +156,10 @@ type SessionStream = Pin<Box<dyn Stream<Item = Result<ControlMessage, Status>> +
 
 #[tonic::async_trait]
 impl agent_service_server::AgentService for AgentApi {
-    async fn enroll(&self, request: Request<EnrollRequest>) -> Result<Response<EnrollResponse>, Status> {
+    async fn enroll(
+        &self,
+        request: Request<EnrollRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
         let result = self.enroll_inner(request.into_inner()).await;
         match &result {
             Ok(_) => Telemetry::inc(&self.cp.telemetry.enrollments),
@@ -156,15 +180,25 @@ impl agent_service_server::AgentService for AgentApi {
         let now = cp.now_ms();
         let issued = cp
             .ca
-            .sign_host_csr(&request.get_ref().csr_pem, &peer.host_id, now, cp.settings.agent_cert_ttl_ms)
+            .sign_host_csr(
+                &request.get_ref().csr_pem,
+                &peer.host_id,
+                now,
+                cp.settings.agent_cert_ttl_ms,
+            )
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         cp.store
             .set_host_certificate(&peer.host_id, &issued.serial_hex, issued.not_after_ms)
             .await
             .map_err(store_status)?;
-        cp.fleet.certificate_renewed(&peer.host_id, &issued.serial_hex, issued.not_after_ms);
+        cp.fleet
+            .certificate_renewed(&peer.host_id, &issued.serial_hex, issued.not_after_ms);
         Telemetry::inc(&cp.telemetry.certificates_renewed);
-        tracing::info!(host_id = peer.host_id, not_after = format_ms(issued.not_after_ms), "certificate renewed");
+        tracing::info!(
+            host_id = peer.host_id,
+            not_after = format_ms(issued.not_after_ms),
+            "certificate renewed"
+        );
         Ok(Response::new(RenewCertificateResponse {
             certificate_pem: issued.certificate_pem,
             not_after_ms: issued.not_after_ms,
@@ -225,14 +259,23 @@ async fn run_session(
                 let interval = hello.interval_seconds.max(1);
                 if let Err(error) = cp
                     .store
-                    .record_host_connected(&host_id, now, &inventory.encode_to_vec(), &inventory.hostname, interval)
+                    .record_host_connected(
+                        &host_id,
+                        now,
+                        &inventory.encode_to_vec(),
+                        &inventory.hostname,
+                        interval,
+                    )
                     .await
                 {
                     tracing::error!(host_id, %error, "could not record the host's connection");
                     let _ = session.outbound.send(Err(store_status(error))).await;
                     break;
                 }
-                if let Some(previous) = cp.fleet.connected(&host_id, session.clone(), inventory, interval, now) {
+                if let Some(previous) =
+                    cp.fleet
+                        .connected(&host_id, session.clone(), inventory, interval, now)
+                {
                     previous.close(
                         "a newer connection from the same host replaced this one",
                         Status::aborted("replaced by a newer connection from the same host"),
@@ -256,7 +299,9 @@ async fn run_session(
                 if !registered {
                     let _ = session
                         .outbound
-                        .send(Err(Status::failed_precondition("send Hello before metrics")))
+                        .send(Err(Status::failed_precondition(
+                            "send Hello before metrics",
+                        )))
                         .await;
                     break;
                 }
@@ -276,18 +321,18 @@ async fn run_session(
                     }
                 }
                 let count = rows.len() as u64;
-                if !rows.is_empty() {
-                    if let Err(error) = cp.writer.write(rows).await {
-                        Telemetry::inc(&cp.telemetry.store_write_failures);
-                        // Not acknowledged: the agent keeps the samples and resends them.
-                        let _ = session
+                if !rows.is_empty()
+                    && let Err(error) = cp.writer.write(rows).await
+                {
+                    Telemetry::inc(&cp.telemetry.store_write_failures);
+                    // Not acknowledged: the agent keeps the samples and resends them.
+                    let _ = session
                             .outbound
                             .send(Err(Status::unavailable(format!(
                                 "samples were not stored ({error}); the agent keeps them and resends on reconnect"
                             ))))
                             .await;
-                        break;
-                    }
+                    break;
                 }
                 Telemetry::add(&cp.telemetry.samples_stored, count);
                 if let Some(latest) = kept.into_iter().max_by_key(|s| s.timestamp_ms) {

@@ -21,14 +21,19 @@ pub struct FleetApi {
 }
 
 fn not_found(id: &str) -> Status {
-    Status::not_found(format!("no host with id {id:?}; `argosy hosts list` shows the ids"))
+    Status::not_found(format!(
+        "no host with id {id:?}; `argosy hosts list` shows the ids"
+    ))
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<HostEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl fleet_service_server::FleetService for FleetApi {
-    async fn list_hosts(&self, request: Request<ListHostsRequest>) -> Result<Response<ListHostsResponse>, Status> {
+    async fn list_hosts(
+        &self,
+        request: Request<ListHostsRequest>,
+    ) -> Result<Response<ListHostsResponse>, Status> {
         principal(&self.cp, &request, Action::ReadFleet).await?;
         let filter = request.into_inner();
         Ok(Response::new(ListHostsResponse {
@@ -39,12 +44,19 @@ impl fleet_service_server::FleetService for FleetApi {
     async fn get_host(&self, request: Request<GetHostRequest>) -> Result<Response<Host>, Status> {
         principal(&self.cp, &request, Action::ReadFleet).await?;
         let id = &request.get_ref().id;
-        self.cp.fleet.get(id).map(Response::new).ok_or_else(|| not_found(id))
+        self.cp
+            .fleet
+            .get(id)
+            .map(Response::new)
+            .ok_or_else(|| not_found(id))
     }
 
     type WatchHostsStream = WatchStream;
 
-    async fn watch_hosts(&self, request: Request<WatchHostsRequest>) -> Result<Response<WatchStream>, Status> {
+    async fn watch_hosts(
+        &self,
+        request: Request<WatchHostsRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
         principal(&self.cp, &request, Action::ReadFleet).await?;
         let include_metrics = request.get_ref().include_metrics;
         let mut events = self.cp.fleet.subscribe();
@@ -79,7 +91,10 @@ impl fleet_service_server::FleetService for FleetApi {
         if self.cp.fleet.get(&q.host_id).is_none() {
             return Err(not_found(&q.host_id));
         }
-        let metric: Metric = q.metric.parse().map_err(|e: crate::store::UnknownMetric| Status::invalid_argument(e.to_string()))?;
+        let metric: Metric = q
+            .metric
+            .parse()
+            .map_err(|e: crate::store::UnknownMetric| Status::invalid_argument(e.to_string()))?;
         let now = self.cp.now_ms();
         let end_ms = if q.end_ms == 0 { now } else { q.end_ms };
         let query = MetricQuery {
@@ -95,7 +110,9 @@ impl fleet_service_server::FleetService for FleetApi {
             .query_metric(&query, &self.cp.settings.retention, now)
             .await
             .map_err(|e| match e {
-                crate::store::StoreError::InvalidQuery(message) => Status::invalid_argument(message.to_string()),
+                crate::store::StoreError::InvalidQuery(message) => {
+                    Status::invalid_argument(message.to_string())
+                }
                 other => store_status(other),
             })?;
         Ok(Response::new(QueryMetricsResponse {
@@ -106,12 +123,19 @@ impl fleet_service_server::FleetService for FleetApi {
             points: result
                 .points
                 .into_iter()
-                .map(|p| pb::MetricPoint { timestamp_ms: p.timestamp_ms, avg: p.avg, max: p.max })
+                .map(|p| pb::MetricPoint {
+                    timestamp_ms: p.timestamp_ms,
+                    avg: p.avg,
+                    max: p.max,
+                })
                 .collect(),
         }))
     }
 
-    async fn revoke_host(&self, request: Request<RevokeHostRequest>) -> Result<Response<Host>, Status> {
+    async fn revoke_host(
+        &self,
+        request: Request<RevokeHostRequest>,
+    ) -> Result<Response<Host>, Status> {
         let who = principal(&self.cp, &request, Action::RevokeHost).await?;
         let id = &request.get_ref().id;
         let now = self.cp.now_ms();
@@ -121,7 +145,11 @@ impl fleet_service_server::FleetService for FleetApi {
             .await
             .map_err(store_status)?
             .ok_or_else(|| not_found(id))?;
-        let host = self.cp.fleet.revoked(id, now).ok_or_else(|| not_found(id))?;
+        let host = self
+            .cp
+            .fleet
+            .revoked(id, now)
+            .ok_or_else(|| not_found(id))?;
         tracing::info!(host_id = id, by = who.name, "host revoked");
         Ok(Response::new(host))
     }

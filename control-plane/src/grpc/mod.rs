@@ -19,7 +19,9 @@ use tonic::{Request, Status};
 /// A store failure as a gRPC status the caller can act on.
 pub(crate) fn store_status(error: StoreError) -> Status {
     tracing::error!(%error, "store failure");
-    Status::unavailable(format!("the control plane's store is unavailable: {error}; retry shortly"))
+    Status::unavailable(format!(
+        "the control plane's store is unavailable: {error}; retry shortly"
+    ))
 }
 
 pub(crate) fn auth_status(error: AuthError) -> Status {
@@ -44,7 +46,9 @@ pub(crate) async fn principal<T>(
 }
 
 /// Every gRPC service the control plane serves, with reflection and health.
-pub fn routes(cp: Arc<ControlPlane>) -> Result<tonic::service::Routes, tonic_reflection::server::Error> {
+pub fn routes(
+    cp: Arc<ControlPlane>,
+) -> Result<tonic::service::Routes, tonic_reflection::server::Error> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(argosy_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -55,10 +59,18 @@ pub fn routes(cp: Arc<ControlPlane>) -> Result<tonic::service::Routes, tonic_ref
         .build_v1alpha()?;
     let (reporter, health) = tonic_health::server::health_reporter();
     tokio::spawn(async move {
-        reporter.set_serving::<FleetServiceServer<fleet::FleetApi>>().await;
-        reporter.set_serving::<AgentServiceServer<agent::AgentApi>>().await;
-        reporter.set_serving::<JoinTokenServiceServer<tokens::JoinTokenApi>>().await;
-        reporter.set_serving::<ApiTokenServiceServer<tokens::ApiTokenApi>>().await;
+        reporter
+            .set_serving::<FleetServiceServer<fleet::FleetApi>>()
+            .await;
+        reporter
+            .set_serving::<AgentServiceServer<agent::AgentApi>>()
+            .await;
+        reporter
+            .set_serving::<JoinTokenServiceServer<tokens::JoinTokenApi>>()
+            .await;
+        reporter
+            .set_serving::<ApiTokenServiceServer<tokens::ApiTokenApi>>()
+            .await;
     });
     let mut routes = tonic::service::Routes::builder();
     routes
@@ -67,7 +79,9 @@ pub fn routes(cp: Arc<ControlPlane>) -> Result<tonic::service::Routes, tonic_ref
         .add_service(reflection_alpha)
         .add_service(AgentServiceServer::new(agent::AgentApi { cp: cp.clone() }))
         .add_service(FleetServiceServer::new(fleet::FleetApi { cp: cp.clone() }))
-        .add_service(JoinTokenServiceServer::new(tokens::JoinTokenApi { cp: cp.clone() }))
+        .add_service(JoinTokenServiceServer::new(tokens::JoinTokenApi {
+            cp: cp.clone(),
+        }))
         .add_service(ApiTokenServiceServer::new(tokens::ApiTokenApi { cp }));
     Ok(routes.routes())
 }

@@ -50,7 +50,11 @@ fn role_wire(role: Role) -> pb::Role {
 }
 
 fn api_token_wire(row: ApiTokenRow) -> ApiToken {
-    let role = row.role.parse::<Role>().map(role_wire).unwrap_or(pb::Role::Unspecified);
+    let role = row
+        .role
+        .parse::<Role>()
+        .map(role_wire)
+        .unwrap_or(pb::Role::Unspecified);
     ApiToken {
         id: row.id,
         name: row.name,
@@ -85,13 +89,21 @@ pub async fn create_join_token(
     created_by: &str,
     request: CreateJoinTokenRequest,
 ) -> Result<CreateJoinTokenResponse, Status> {
-    let region = if request.region.is_empty() { "default".to_owned() } else { request.region };
+    let region = if request.region.is_empty() {
+        "default".to_owned()
+    } else {
+        request.region
+    };
     valid_name("region", &region)?;
     for (key, value) in &request.labels {
         valid_name("label key", key)?;
         valid_name(&format!("label {key}"), value)?;
     }
-    let ttl = if request.ttl_seconds == 0 { 3600 } else { request.ttl_seconds };
+    let ttl = if request.ttl_seconds == 0 {
+        3600
+    } else {
+        request.ttl_seconds
+    };
     if ttl > MAX_JOIN_TOKEN_TTL_SECONDS {
         return Err(Status::invalid_argument(format!(
             "ttl {ttl}s is longer than the 7-day maximum for join tokens; make a new token when more hosts come"
@@ -111,13 +123,21 @@ pub async fn create_join_token(
         revoked_at_ms: None,
         created_by: created_by.to_owned(),
     };
-    cp.store.insert_join_token(&row).await.map_err(store_status)?;
+    cp.store
+        .insert_join_token(&row)
+        .await
+        .map_err(store_status)?;
     let join = JoinString {
         address: cp.settings.advertise_grpc.clone(),
         token: minted.text,
         ca_fingerprint: cp.ca.fingerprint(),
     };
-    tracing::info!(token_id = row.id, region = row.region, by = created_by, "join token created");
+    tracing::info!(
+        token_id = row.id,
+        region = row.region,
+        by = created_by,
+        "join token created"
+    );
     Ok(CreateJoinTokenResponse {
         token: Some(join_token_wire(row)),
         install_command: format!(
@@ -135,7 +155,9 @@ impl join_token_service_server::JoinTokenService for JoinTokenApi {
         request: Request<CreateJoinTokenRequest>,
     ) -> Result<Response<CreateJoinTokenResponse>, Status> {
         let who = principal(&self.cp, &request, Action::ManageJoinTokens).await?;
-        create_join_token(&self.cp, &who.name, request.into_inner()).await.map(Response::new)
+        create_join_token(&self.cp, &who.name, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn list_join_tokens(
@@ -143,7 +165,12 @@ impl join_token_service_server::JoinTokenService for JoinTokenApi {
         request: Request<ListJoinTokensRequest>,
     ) -> Result<Response<ListJoinTokensResponse>, Status> {
         principal(&self.cp, &request, Action::ManageJoinTokens).await?;
-        let tokens = self.cp.store.list_join_tokens().await.map_err(store_status)?;
+        let tokens = self
+            .cp
+            .store
+            .list_join_tokens()
+            .await
+            .map_err(store_status)?;
         Ok(Response::new(ListJoinTokensResponse {
             tokens: tokens.into_iter().map(join_token_wire).collect(),
         }))
@@ -161,7 +188,11 @@ impl join_token_service_server::JoinTokenService for JoinTokenApi {
             .revoke_join_token(id, self.cp.now_ms())
             .await
             .map_err(store_status)?
-            .ok_or_else(|| Status::not_found(format!("no join token with id {id:?}; `argosy join-token list` shows them")))?;
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "no join token with id {id:?}; `argosy join-token list` shows them"
+                ))
+            })?;
         tracing::info!(token_id = id, by = who.name, "join token revoked");
         Ok(Response::new(join_token_wire(row)))
     }
@@ -184,7 +215,8 @@ pub async fn mint_api_token(
         role: role.as_str().to_owned(),
         secret_hash: minted.secret_hash,
         created_at_ms: now,
-        expires_at_ms: (ttl_seconds > 0).then(|| now + i64::try_from(ttl_seconds).unwrap_or(i64::MAX / 2_000) * 1000),
+        expires_at_ms: (ttl_seconds > 0)
+            .then(|| now + i64::try_from(ttl_seconds).unwrap_or(i64::MAX / 2_000) * 1000),
         revoked_at_ms: None,
         created_by: created_by.to_owned(),
         last_used_ms: None,
@@ -205,15 +237,28 @@ impl api_token_service_server::ApiTokenService for ApiTokenApi {
             Ok(pb::Role::Admin) => Role::Admin,
             Ok(pb::Role::Operator) => Role::Operator,
             Ok(pb::Role::Viewer) => Role::Viewer,
-            _ => return Err(Status::invalid_argument("role must be admin, operator or viewer")),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "role must be admin, operator or viewer",
+                ));
+            }
         };
         let name = request.name.trim();
         if name.is_empty() || name.len() > 100 {
-            return Err(Status::invalid_argument("name must be 1–100 characters, e.g. the person or pipeline using the token"));
+            return Err(Status::invalid_argument(
+                "name must be 1–100 characters, e.g. the person or pipeline using the token",
+            ));
         }
-        let (row, secret) = mint_api_token(&self.cp.store, self.cp.now_ms(), name, role, request.ttl_seconds, &who.name)
-            .await
-            .map_err(store_status)?;
+        let (row, secret) = mint_api_token(
+            &self.cp.store,
+            self.cp.now_ms(),
+            name,
+            role,
+            request.ttl_seconds,
+            &who.name,
+        )
+        .await
+        .map_err(store_status)?;
         tracing::info!(token_id = row.id, role = %role, by = who.name, "API token created");
         Ok(Response::new(CreateApiTokenResponse {
             token: Some(api_token_wire(row)),
@@ -226,7 +271,12 @@ impl api_token_service_server::ApiTokenService for ApiTokenApi {
         request: Request<ListApiTokensRequest>,
     ) -> Result<Response<ListApiTokensResponse>, Status> {
         principal(&self.cp, &request, Action::ManageApiTokens).await?;
-        let tokens = self.cp.store.list_api_tokens().await.map_err(store_status)?;
+        let tokens = self
+            .cp
+            .store
+            .list_api_tokens()
+            .await
+            .map_err(store_status)?;
         Ok(Response::new(ListApiTokensResponse {
             tokens: tokens.into_iter().map(api_token_wire).collect(),
         }))
@@ -244,12 +294,19 @@ impl api_token_service_server::ApiTokenService for ApiTokenApi {
             .revoke_api_token(id, self.cp.now_ms())
             .await
             .map_err(store_status)?
-            .ok_or_else(|| Status::not_found(format!("no API token with id {id:?}; `argosy token list` shows them")))?;
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "no API token with id {id:?}; `argosy token list` shows them"
+                ))
+            })?;
         tracing::info!(token_id = id, by = who.name, "API token revoked");
         Ok(Response::new(api_token_wire(row)))
     }
 
-    async fn who_am_i(&self, request: Request<WhoAmIRequest>) -> Result<Response<WhoAmIResponse>, Status> {
+    async fn who_am_i(
+        &self,
+        request: Request<WhoAmIRequest>,
+    ) -> Result<Response<WhoAmIResponse>, Status> {
         let who = principal(&self.cp, &request, Action::WhoAmI).await?;
         Ok(Response::new(WhoAmIResponse {
             token_id: who.token_id,

@@ -15,7 +15,11 @@ const URL_PLACEHOLDER: &str = "__ARGOSY_URL__";
 
 pub(super) async fn install_script(State(cp): State<Arc<ControlPlane>>) -> Response {
     let script = INSTALL_SCRIPT.replace(URL_PLACEHOLDER, &cp.settings.public_http_url);
-    ([(header::CONTENT_TYPE, "text/x-shellscript; charset=utf-8")], script).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/x-shellscript; charset=utf-8")],
+        script,
+    )
+        .into_response()
 }
 
 /// The `os-arch` this control plane was built for, as `uname` spells it.
@@ -48,9 +52,16 @@ pub(super) fn parse_download_name(file: &str) -> Option<(&str, bool)> {
     (ok(os) && ok(arch)).then_some((platform, checksum))
 }
 
-pub(super) async fn download(State(cp): State<Arc<ControlPlane>>, Path(file): Path<String>) -> Response {
+pub(super) async fn download(
+    State(cp): State<Arc<ControlPlane>>,
+    Path(file): Path<String>,
+) -> Response {
     let Some((platform, checksum)) = parse_download_name(&file) else {
-        return (StatusCode::NOT_FOUND, "unknown download; try /downloads/argosy-agent-linux-x86_64\n").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            "unknown download; try /downloads/argosy-agent-linux-x86_64\n",
+        )
+            .into_response();
     };
     let Some(path) = agent_binary_path(&cp.settings.agent_binary_dir, platform) else {
         return (
@@ -66,13 +77,20 @@ pub(super) async fn download(State(cp): State<Arc<ControlPlane>>, Path(file): Pa
         Ok(bytes) => bytes,
         Err(error) => {
             tracing::error!(%error, path = %path.display(), "cannot read agent binary");
-            return (StatusCode::INTERNAL_SERVER_ERROR, "cannot read the agent binary; see the control plane's log\n")
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot read the agent binary; see the control plane's log\n",
+            )
                 .into_response();
         }
     };
     if checksum {
         let digest = hex::encode(Sha256::digest(&bytes));
-        ([(header::CONTENT_TYPE, "text/plain")], format!("{digest}  argosy-agent-{platform}\n")).into_response()
+        (
+            [(header::CONTENT_TYPE, "text/plain")],
+            format!("{digest}  argosy-agent-{platform}\n"),
+        )
+            .into_response()
     } else {
         ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
     }
@@ -84,9 +102,21 @@ mod tests {
 
     #[test]
     fn download_names() {
-        assert_eq!(parse_download_name("argosy-agent-linux-x86_64"), Some(("linux-x86_64", false)));
-        assert_eq!(parse_download_name("argosy-agent-linux-aarch64.sha256"), Some(("linux-aarch64", true)));
-        for bad in ["argosy-agent-", "argosy-agent-linux", "argosy-agent-../etc-passwd", "other-linux-x86_64", "argosy-agent-linux-"] {
+        assert_eq!(
+            parse_download_name("argosy-agent-linux-x86_64"),
+            Some(("linux-x86_64", false))
+        );
+        assert_eq!(
+            parse_download_name("argosy-agent-linux-aarch64.sha256"),
+            Some(("linux-aarch64", true))
+        );
+        for bad in [
+            "argosy-agent-",
+            "argosy-agent-linux",
+            "argosy-agent-../etc-passwd",
+            "other-linux-x86_64",
+            "argosy-agent-linux-",
+        ] {
             assert_eq!(parse_download_name(bad), None, "{bad}");
         }
     }
@@ -96,10 +126,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(agent_binary_path(dir.path(), &native_platform()), None);
         std::fs::write(dir.path().join("argosy-agent"), b"x").unwrap();
-        assert_eq!(agent_binary_path(dir.path(), &native_platform()), Some(dir.path().join("argosy-agent")));
+        assert_eq!(
+            agent_binary_path(dir.path(), &native_platform()),
+            Some(dir.path().join("argosy-agent"))
+        );
         assert_eq!(agent_binary_path(dir.path(), "plan9-mips"), None);
         std::fs::write(dir.path().join("argosy-agent-plan9-mips"), b"x").unwrap();
-        assert_eq!(agent_binary_path(dir.path(), "plan9-mips"), Some(dir.path().join("argosy-agent-plan9-mips")));
+        assert_eq!(
+            agent_binary_path(dir.path(), "plan9-mips"),
+            Some(dir.path().join("argosy-agent-plan9-mips"))
+        );
     }
 
     #[test]

@@ -23,7 +23,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self {
+            status,
+            message: message.into(),
+        }
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -50,7 +53,9 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(error: crate::store::StoreError) -> Self {
         tracing::error!(%error, "store failure");
         match error {
-            crate::store::StoreError::InvalidQuery(message) => Self::bad_request(message.to_string()),
+            crate::store::StoreError::InvalidQuery(message) => {
+                Self::bad_request(message.to_string())
+            }
             other => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("the control plane's store is unavailable: {other}; retry shortly"),
@@ -61,7 +66,11 @@ impl From<crate::store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(serde_json::json!({ "error": self.message }))).into_response()
+        (
+            self.status,
+            axum::Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
     }
 }
 

@@ -475,6 +475,22 @@ mod tests {
     }
 
     #[test]
+    fn planner_stays_free_of_io() {
+        // The planner is a pure decision: it must not grow a database or runtime dependency.
+        let source = include_str!("metric_query.rs");
+        for banned in [
+            concat!("sq", "lx"),
+            concat!("tok", "io"),
+            concat!("std::", "fs"),
+        ] {
+            assert!(
+                !source.contains(banned),
+                "metric_query.rs mentions {banned}"
+            );
+        }
+    }
+
+    #[test]
     fn metric_names_round_trip_and_are_unique() {
         let mut seen = std::collections::HashSet::new();
         for m in Metric::ALL {

@@ -6,7 +6,7 @@
 //! unix milliseconds. Aggregates that PostgreSQL would return as NUMERIC (`SUM(bigint)`,
 //! `AVG(bigint)`) are always cast, because the `Any` driver cannot decode NUMERIC.
 //!
-//! Write transactions go through [`Store::begin_write`], which on SQLite takes the write lock up
+//! Write transactions go through `Store::begin_write`, which on SQLite takes the write lock up
 //! front (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later fails with
 //! `SQLITE_BUSY` under WAL when another connection committed in between, and `busy_timeout`
 //! does not help there.
