@@ -72,14 +72,23 @@ if [ "$SUPERVISOR" = auto ]; then
 	fi
 fi
 
+# Whether a process runs (a zombie left for an init that does not reap
+# orphans counts as stopped).
+running() {
+	kill -0 "$1" 2>/dev/null || return 1
+	state="$(ps -o stat= -p "$1" 2>/dev/null || true)"
+	case "$state" in Z*) return 1 ;; esac
+	return 0
+}
+
 stop_simple() {
 	if [ -f "$PIDFILE" ]; then
 		pid="$(cat "$PIDFILE")"
-		if kill -0 "$pid" 2>/dev/null; then
+		if running "$pid"; then
 			kill "$pid" 2>/dev/null || true
 			i=0
-			while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-			kill -9 "$pid" 2>/dev/null || true
+			while running "$pid" && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+			if running "$pid"; then kill -9 "$pid" 2>/dev/null || true; fi
 		fi
 		rm -f "$PIDFILE"
 	fi

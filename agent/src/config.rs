@@ -278,12 +278,10 @@ impl Config {
             "log_level",
         ) {
             Some((value, origin)) => {
-                tracing_subscriber::EnvFilter::try_new(&value).map_err(|e| {
-                    ConfigError::LogLevel {
-                        origin,
-                        value: value.clone(),
-                        message: e.to_string(),
-                    }
+                crate::logging::check_filter(&value).map_err(|message| ConfigError::LogLevel {
+                    origin,
+                    value: value.clone(),
+                    message,
                 })?;
                 value
             }

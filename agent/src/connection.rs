@@ -43,14 +43,9 @@ impl Connection {
             tls::certificates_from_pem(ca_pem.as_bytes(), "the control plane's CA certificate")?
                 .swap_remove(0);
         let identity = ReloadableIdentity::from_pem(cert_pem.as_bytes(), key_pem.as_bytes())?;
-        let mut config =
-            (*tls::client_config(ServerTrust::Ca(ca), Some(identity.clone()))?).clone();
-        // A resumed TLS session re-presents the certificate of the session it
-        // resumes, not the current one: after a renewal the control plane
-        // would still see the old (soon expired) certificate. Always do a
-        // full handshake; the agent connects rarely.
-        config.resumption = rustls::client::Resumption::disabled();
-        let config = Arc::new(config);
+        // client_config turns TLS session resumption off when an identity is
+        // given, so a renewed certificate is presented from the next dial on.
+        let config = tls::client_config(ServerTrust::Ca(ca), Some(identity.clone()))?;
         Ok(Self {
             address: address.to_owned(),
             identity,

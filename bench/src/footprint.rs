@@ -112,7 +112,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .args(["run", "--join", &join, "--interval", &interval])
         .arg("--state-dir")
         .arg(state.path())
-        .env("ARGOSY_LOG", "warn")
+        .env("ARGOSY_LOG_LEVEL", "warn")
         .kill_on_drop(true)
         .spawn()
         .context("cannot start the agent")?;

@@ -41,7 +41,7 @@ pub(crate) async fn control_plane(extra: &[&str]) -> anyhow::Result<ControlPlane
             "127.0.0.1:0",
             "--http-listen",
             "127.0.0.1:0",
-            "--log",
+            "--log-level",
             "warn",
         ])
         .arg("--data-dir")

@@ -226,7 +226,15 @@ pub fn client_config(
         .dangerous()
         .with_custom_certificate_verifier(verifier);
     let mut config = match identity {
-        Some(identity) => builder.with_client_cert_resolver(identity),
+        Some(identity) => {
+            let mut config = builder.with_client_cert_resolver(identity);
+            // A resumed TLS session re-presents the certificate of the session
+            // it resumes, not the current one: after a renewal the control
+            // plane would still see the old (soon expired) certificate.
+            // Always do a full handshake when presenting an identity.
+            config.resumption = rustls::client::Resumption::disabled();
+            config
+        }
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec()];

@@ -86,7 +86,7 @@ impl ControlPlane {
             name: "the control plane".into(),
             program: binaries().argosy.clone(),
             args,
-            env: vec![("ARGOSY_LOG".into(), "info".into())],
+            env: vec![("ARGOSY_LOG_LEVEL".into(), "info".into())],
             log,
         };
         let mut process = Process::spawn(spec)?;
@@ -307,8 +307,8 @@ impl ControlPlane {
         self.wait_for_host(id, "online with a sample", |host| {
             anyhow::ensure!(
                 host.status == pb::HostStatus::Online as i32,
-                "status is {:?}",
-                pb::HostStatus::try_from(host.status)
+                "status is {}",
+                crate::status_name(host.status)
             );
             anyhow::ensure!(host.latest.is_some(), "no sample yet");
             Ok(())
@@ -321,8 +321,8 @@ impl ControlPlane {
         self.wait_for_host(id, status.as_str_name(), |host| {
             anyhow::ensure!(
                 host.status == status as i32,
-                "status is {:?}",
-                pb::HostStatus::try_from(host.status)
+                "status is {}",
+                crate::status_name(host.status)
             );
             Ok(())
         })

@@ -38,6 +38,22 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// A host status as its wire name, for messages.
+pub fn status_name(status: i32) -> &'static str {
+    pb::HostStatus::try_from(status).map_or("UNKNOWN", |s| s.as_str_name())
+}
+
+/// Fails unless `host` is online.
+pub fn ensure_online(host: &pb::Host) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        host.status == pb::HostStatus::Online as i32,
+        "host {} is {}",
+        host.id,
+        status_name(host.status)
+    );
+    Ok(())
+}
+
 /// Re-exported so scenarios name wire types the same way.
 pub use argosy_proto::v1 as pb;
 

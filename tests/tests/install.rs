@@ -213,8 +213,9 @@ async fn install_upgrade_uninstall(env: &TestEnv) -> anyhow::Result<()> {
     );
 
     // Running it again upgrades in place: same host, still one.
-    let before = cp.host(&id).await?.latest.map_or(0, |s| s.timestamp_ms);
     let output = shell(&install).await?;
+    // The old agent is stopped by now: later samples come from the new one.
+    let rerun_at = argosy_e2e::now_ms();
     ensure!(
         output.status.success(),
         "the second run failed: {}",
@@ -232,10 +233,11 @@ async fn install_upgrade_uninstall(env: &TestEnv) -> anyhow::Result<()> {
         "the old supervisor {first_pid} is still running"
     );
     eventually("a sample from the reinstalled agent", || async {
-        let host = cp.wait_online(&id).await?;
+        let host = cp.host(&id).await?;
+        argosy_e2e::ensure_online(&host)?;
         ensure!(
-            host.latest.map_or(0, |s| s.timestamp_ms) > before,
-            "no new sample yet"
+            host.latest.map_or(0, |s| s.timestamp_ms) > rerun_at + 500,
+            "no sample since the re-run"
         );
         Ok(())
     })
@@ -244,6 +246,11 @@ async fn install_upgrade_uninstall(env: &TestEnv) -> anyhow::Result<()> {
     ensure!(
         hosts.len() == 1 && hosts[0].id == id,
         "the re-run made another host: {hosts:?}"
+    );
+    let log = std::fs::read_to_string(prefix.join("var/log/argosy-agent.log"))?;
+    ensure!(
+        log.contains("already enrolled"),
+        "the reinstalled agent does not say it kept its identity"
     );
 
     // Uninstall: the agent stops (host goes offline) and the binary goes.

@@ -5,7 +5,8 @@
 
 use anyhow::{Context, ensure};
 use argosy_e2e::{
-    Agent, ControlPlane, TestEnv, both_stores, eventually, eventually_within, now_ms, pb,
+    Agent, ControlPlane, TestEnv, both_stores, ensure_online, eventually, eventually_within,
+    now_ms, pb,
 };
 use std::time::Duration;
 
@@ -152,11 +153,7 @@ async fn certificate_renewal(env: &TestEnv) -> anyhow::Result<()> {
     agent.restart().await?;
     eventually("the restarted agent to send a new sample", || async {
         let host = cp.host(&id).await?;
-        ensure!(
-            host.status == pb::HostStatus::Online as i32,
-            "status {:?}",
-            host.status
-        );
+        ensure_online(&host)?;
         let latest = host.latest.as_ref().map_or(0, |s| s.timestamp_ms);
         ensure!(latest > first_expiry + 1_500, "no sample since the restart");
         Ok(())
@@ -219,7 +216,8 @@ async fn agent_restart_keeps_identity(env: &TestEnv) -> anyhow::Result<()> {
     agent.kill().await?;
     agent.restart().await?;
     let after = eventually("a sample from the restarted agent", || async {
-        let host = cp.wait_online(&id).await?;
+        let host = cp.host(&id).await?;
+        ensure_online(&host)?;
         let latest = host.latest.as_ref().map_or(0, |s| s.timestamp_ms);
         ensure!(
             latest > before.latest.as_ref().map_or(0, |s| s.timestamp_ms),

@@ -227,7 +227,7 @@ async fn foreign_client_certificate_is_refused(env: &TestEnv) -> anyhow::Result<
 
 async fn revoked_host_is_cut_off(env: &TestEnv) -> anyhow::Result<()> {
     use pb::host_event::Kind;
-    let cp = ControlPlane::start(env, &[]).await?;
+    let mut cp = ControlPlane::start(env, &[]).await?;
     let join = cp.join_string("eu-west", &[], 0).await?;
     let mut agent = Agent::start(env, &join, "1s")?;
     let host_id = agent.wait_enrolled().await?;
@@ -285,11 +285,25 @@ async fn revoked_host_is_cut_off(env: &TestEnv) -> anyhow::Result<()> {
             && e.host.as_ref().is_some_and(|h| h.id == host_id))),
         "an Online event for the revoked host"
     );
-    // The other host is untouched, and the revocation survives in the store.
+    // The other host is untouched.
     ensure!(
         cp.host(&bystander_id).await?.status == pb::HostStatus::Online as i32,
         "the bystander went down"
     );
+    // A fresh start of the agent is refused at once, and so it is after the
+    // control plane restarts: the revocation is in the store.
+    refused_after_restart(&mut agent).await?;
+    cp.restart().await?;
+    ensure!(
+        cp.host(&host_id).await?.status == pb::HostStatus::Revoked as i32,
+        "the revocation did not survive a control-plane restart"
+    );
+    refused_after_restart(&mut agent).await?;
+    ensure!(
+        cp.host(&host_id).await?.status == pb::HostStatus::Revoked as i32,
+        "the revoked host came back after the restarts"
+    );
+    cp.wait_online(&bystander_id).await?;
     let json = cp
         .cli()
         .run(&["hosts", "show", &host_id, "-o", "json"])
@@ -310,6 +324,24 @@ async fn revoked_host_is_cut_off(env: &TestEnv) -> anyhow::Result<()> {
         "revoking an unknown host"
     );
     Ok(())
+}
+
+/// Restarts `agent` and waits until the control plane refuses it again.
+async fn refused_after_restart(agent: &mut Agent) -> anyhow::Result<()> {
+    agent.restart().await?;
+    eventually("the restarted agent to be refused", || async {
+        let log = agent.logs();
+        let since_restart = log
+            .rsplit("=== harness: starting")
+            .next()
+            .unwrap_or_default();
+        ensure!(
+            since_restart.contains("was revoked"),
+            "the restarted agent was not refused yet"
+        );
+        Ok(())
+    })
+    .await
 }
 
 async fn reflection_and_health(env: &TestEnv) -> anyhow::Result<()> {

@@ -23,7 +23,7 @@ pub struct Cli {
     #[arg(long, env = "ARGOSY_LOG_FORMAT", default_value = "text", global = true)]
     log_format: LogFormat,
     /// Log filter, e.g. info or argosy=debug.
-    #[arg(long, env = "ARGOSY_LOG", default_value = "info", global = true)]
+    #[arg(long, env = "ARGOSY_LOG_LEVEL", default_value = "info", global = true)]
     log_level: String,
     #[command(subcommand)]
     command: Command,
@@ -63,7 +63,8 @@ fn init_logging(format: LogFormat, level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
