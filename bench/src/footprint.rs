@@ -3,7 +3,7 @@
 //! and CPU time (utime + stime) over the window, as a share of one core.
 
 use crate::procfs::{cpu_time, median, mib, rss_bytes};
-use crate::spawn::{binary, control_plane};
+use crate::spawn::{bin_dir, binary, control_plane};
 use anyhow::Context;
 use argosy_proto::tls::{self, ServerTrust};
 use argosy_proto::v1::{CreateJoinTokenRequest, join_token_service_client::JoinTokenServiceClient};
@@ -22,6 +22,10 @@ pub(crate) struct Args {
     /// Warm-up before measuring.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     warmup: Duration,
+    /// Agent binary to measure (default: the size-optimised `agent` profile
+    /// build if present, else the one beside this benchmark).
+    #[arg(long)]
+    agent_bin: Option<std::path::PathBuf>,
     /// node_exporter binary (Debian's prometheus-node-exporter).
     #[arg(long, default_value = "/usr/bin/prometheus-node-exporter")]
     node_exporter: String,
@@ -86,6 +90,12 @@ async fn measure(
         .collect()
 }
 
+/// `target/agent/argosy-agent`, built by `cargo build --profile agent -p argosy-agent`.
+fn agent_profile_binary() -> Option<std::path::PathBuf> {
+    let path = bin_dir().ok()?.parent()?.join("agent").join("argosy-agent");
+    path.is_file().then_some(path)
+}
+
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let cp = control_plane(&[]).await?;
     let config = tls::client_config(ServerTrust::Pinned(cp.fingerprint.parse()?), None)?;
@@ -108,7 +118,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .join_string;
     let state = tempfile::tempdir()?;
     let interval = humantime::format_duration(args.interval).to_string();
-    let agent = Command::new(binary("argosy-agent")?)
+    let agent_bin = match args.agent_bin.clone() {
+        Some(path) => path,
+        None => agent_profile_binary().map_or_else(|| binary("argosy-agent"), Ok)?,
+    };
+    println!("agent binary: {}", agent_bin.display());
+    let agent = Command::new(&agent_bin)
         .args(["run", "--join", &join, "--interval", &interval])
         .arg("--state-dir")
         .arg(state.path())
