@@ -145,7 +145,8 @@ pub(super) async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
                 status.message()
             )
         })?;
-        command.arg("--join").arg(&created.join_string);
+        // Through the environment, not argv: other users can read argv in `ps`.
+        command.env("ARGOSY_JOIN", &created.join_string);
     }
     let mut agent = command
         .spawn()
