@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 both_stores!(
     three_agents_enroll_and_report,
     watch_and_offline,
-    http_api_and_prometheus
+    http_api_and_prometheus,
+    agent_serves_its_own_metrics
 );
 
 fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -556,6 +557,54 @@ async fn http_api_and_prometheus(env: &TestEnv) -> anyhow::Result<()> {
         "the killed host is not 0 in argosy_host_up:\n{text}"
     );
     Ok(())
+}
+
+/// `argosy-agent --metrics-listen` serves its own latest sample in the
+/// Prometheus text format, valid for promtool.
+async fn agent_serves_its_own_metrics(env: &TestEnv) -> anyhow::Result<()> {
+    let cp = ControlPlane::start(env, &[]).await?;
+    let join = cp.join_string("eu-west", &[], 1).await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut agent = Agent::start_with(
+        env,
+        &[
+            "--join",
+            &join,
+            "--interval",
+            "1s",
+            "--metrics-listen",
+            &listen,
+        ],
+    )?;
+    let id = agent.wait_enrolled().await?;
+    cp.wait_online(&id).await?;
+    let addr: std::net::SocketAddr = listen.parse()?;
+    let text = eventually("the agent's /metrics to show a sample", || async {
+        let response = argosy_e2e::api::http_get(addr, "/metrics", None).await?;
+        ensure!(
+            response.status == 200,
+            "/metrics answered {}",
+            response.status
+        );
+        let text = response.text();
+        ensure!(
+            text.lines()
+                .any(|l| l.starts_with("argosy_agent_memory_used_bytes ")),
+            "no memory sample yet:\n{text}"
+        );
+        Ok(text)
+    })
+    .await?;
+    ensure!(
+        text.lines().any(|l| l.starts_with("argosy_agent_info{")
+            && l.contains(&format!("host_id=\"{id}\""))
+            && l.contains("region=\"eu-west\"")),
+        "argosy_agent_info names the host and region:\n{text}"
+    );
+    promtool_check(&text).await
 }
 
 /// Runs the real `promtool check metrics` on `text`.
