@@ -246,6 +246,16 @@ async fn session_once(
                     Some(control_message::Body::Welcome(_)) => {
                         tracing::warn!("ignoring a second Welcome");
                     }
+                    Some(control_message::Body::Desired(desired)) => {
+                        // The control plane sends desired state only once
+                        // deployments exist; until the reconciler is wired
+                        // into the session this agent says it cannot run them.
+                        tracing::warn!(
+                            version = desired.version,
+                            allocations = desired.allocations.len(),
+                            "this agent cannot run deployments yet; ignoring desired state"
+                        );
+                    }
                     None => tracing::debug!("ignoring an empty control message"),
                 },
             },

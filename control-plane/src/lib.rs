@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod deploy;
 pub mod dto;
 pub mod fleet;
 pub mod grpc;

@@ -256,3 +256,116 @@ async fn agent_restart_keeps_identity(env: &TestEnv) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// PostgreSQL only: the production store becomes unreachable under a running
+/// fleet. The API says so precisely, samples taken meanwhile are not
+/// acknowledged, and once the database is back they arrive: nothing the
+/// agent sampled is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_loses_no_samples() {
+    let env = TestEnv::new(argosy_e2e::Store::Postgres).await;
+    let result = database_outage(&env).await;
+    env.finish(result);
+}
+
+async fn set_database_reachable(env: &TestEnv, reachable: bool) -> anyhow::Result<()> {
+    use sqlx::Connection as _;
+    let url = env
+        .database_url()
+        .context("a PostgreSQL test has a database URL")?;
+    let parsed = url::Url::parse(url)?;
+    let name = parsed.path().trim_start_matches('/').to_owned();
+    let admin_url = std::env::var(argosy_e2e::env::POSTGRES_URL_VAR)?;
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+    sqlx::query(&format!(
+        "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS {reachable}"
+    ))
+    .execute(&mut admin)
+    .await?;
+    if !reachable {
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(&name)
+            .execute(&mut admin)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn database_outage(env: &TestEnv) -> anyhow::Result<()> {
+    let cp = ControlPlane::start(env, &[]).await?;
+    let join = cp.join_string("eu-west", &[], 1).await?;
+    let mut agent = Agent::start(env, &join, "1s")?;
+    let id = agent.wait_enrolled().await?;
+    cp.wait_online(&id).await?;
+
+    set_database_reachable(env, false).await?;
+    let down_at = now_ms();
+    let ready = cp.http_get("/readyz", None).await?;
+    ensure!(
+        ready.status == 503 && ready.text().contains("store"),
+        "/readyz during the outage: {} {}",
+        ready.status,
+        ready.text()
+    );
+    let refused = cp
+        .fleet()
+        .query_metrics(pb::QueryMetricsRequest {
+            host_id: id.clone(),
+            metric: "cpu".into(),
+            start_ms: down_at - 60_000,
+            end_ms: 0,
+            step_ms: 1_000,
+        })
+        .await
+        .err()
+        .context("QueryMetrics answered while the database was unreachable")?;
+    ensure!(
+        refused.code() == tonic::Code::Unavailable && refused.message().contains("store"),
+        "QueryMetrics during the outage: {refused:?}"
+    );
+    // Tokens are checked against the store, so reads fail closed, saying why.
+    let refused = cp
+        .fleet()
+        .list_hosts(pb::ListHostsRequest::default())
+        .await
+        .err()
+        .context("ListHosts answered without checking the token")?;
+    ensure!(
+        refused.code() == tonic::Code::Unavailable
+            && refused
+                .message()
+                .contains("not currently accepting connections"),
+        "ListHosts during the outage: {refused:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    set_database_reachable(env, true).await?;
+    let up_at = now_ms();
+
+    // The samples the agent took during the outage arrive once the store is back.
+    eventually_within(
+        "the outage's samples to be stored",
+        Duration::from_secs(90),
+        || async {
+            let points = cp
+                .query_metric(&id, "cpu", down_at - 2_000, up_at, 1_000)
+                .await?
+                .points;
+            let during = points
+                .iter()
+                .filter(|p| p.timestamp_ms > down_at + 500 && p.timestamp_ms < up_at - 500)
+                .count();
+            ensure!(
+                during >= 3,
+                "{during} samples from inside the outage so far"
+            );
+            Ok(())
+        },
+    )
+    .await?;
+    ensure!(
+        agent.exit_status()?.is_none(),
+        "the agent exited during the outage"
+    );
+    cp.wait_online(&id).await?;
+    Ok(())
+}

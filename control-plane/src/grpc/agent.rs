@@ -343,6 +343,20 @@ async fn run_session(
                     break;
                 }
             }
+            Some(agent_message::Body::Allocations(report)) => {
+                // Nothing is scheduled on agents until deployments land; an
+                // agent that reports allocations anyway is heard and acked.
+                cp.fleet.heard_from(&host_id, now);
+                tracing::debug!(
+                    host_id,
+                    allocations = report.allocations.len(),
+                    "allocation report"
+                );
+                let ack = control_message::Body::Ack(pb::Ack { seq: message.seq });
+                if session.outbound.send(control(ack)).await.is_err() {
+                    break;
+                }
+            }
             None => {}
         }
     }

@@ -1,0 +1,187 @@
+//! The validated domain model of a service: what `argosy apply` accepts
+//! after the spec is parsed and checked (`spec`), and what the scheduler,
+//! the rollout controller and the store work with. Plain data, no I/O.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A validated service spec. One immutable revision stores one of these.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSpec {
+    /// DNS-label-like: lowercase letters, digits and `-`, 1–63 characters.
+    pub name: String,
+    pub image: String,
+    /// Overrides the image's command when non-empty.
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub ports: Vec<PortMapping>,
+    pub volumes: Vec<VolumeMount>,
+    pub replicas: u32,
+    pub placement: Placement,
+    pub resources: Resources,
+    pub health_check: Option<HealthCheck>,
+    pub restart: RestartPolicy,
+    pub update: UpdateStrategy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// A container port, optionally published on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMapping {
+    pub container_port: u16,
+    /// `None`: not published on the host.
+    pub host_port: Option<u16>,
+    /// Host address to bind when published (default 0.0.0.0).
+    pub host_ip: Option<std::net::IpAddr>,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeSource {
+    /// A Docker named volume.
+    Named(String),
+    /// An absolute host path.
+    Bind(std::path::PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    pub source: VolumeSource,
+    /// Absolute path inside the container.
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// Where replicas may run.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Placement {
+    /// Empty: any region. Otherwise how many replicas go to each region;
+    /// `RegionCount::Spread` shares the replicas out evenly.
+    pub regions: Vec<RegionPlacement>,
+    /// Every host label listed must match (`role=db`).
+    pub constraints: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionPlacement {
+    pub region: String,
+    pub count: RegionCount,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionCount {
+    Exactly(u32),
+    Spread,
+}
+
+/// Resource reservations and limits. Memory is never overcommitted: the
+/// scheduler reserves `memory_bytes` on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Resources {
+    /// Thousandths of a core (`0.5` cores = 500).
+    pub cpu_millis: u32,
+    pub memory_bytes: u64,
+    /// Memory plus swap; `None` means the same as memory (no swap).
+    pub memory_swap_bytes: Option<u64>,
+    pub pids: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthProbe {
+    Http {
+        path: String,
+        port: u16,
+        expected_status: u16,
+    },
+    Tcp {
+        port: u16,
+    },
+    Exec {
+        command: Vec<String>,
+    },
+}
+
+/// What docker-compose users already write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub probe: HealthProbe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive failures before unhealthy.
+    pub retries: u32,
+    /// Failures during this window after start do not count.
+    pub start_period: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Never,
+    OnFailure { max_retries: Option<u32> },
+    Always,
+}
+
+/// How a new revision replaces the running one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateStrategy {
+    Rolling(Rolling),
+    BlueGreen(BlueGreen),
+    Canary(Canary),
+}
+
+/// Nomad-like rolling update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rolling {
+    /// New allocations started at once beyond `replicas`.
+    pub max_surge: u32,
+    /// Healthy allocations that may be missing at once.
+    pub max_unavailable: u32,
+    /// How long an allocation must stay healthy to count.
+    pub min_healthy_time: Duration,
+    /// How long an allocation has to become healthy.
+    pub healthy_deadline: Duration,
+    /// How long the deployment may go without progress.
+    pub progress_deadline: Duration,
+    pub auto_revert: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlueGreen {
+    pub min_healthy_time: Duration,
+    pub healthy_deadline: Duration,
+    /// Switch as soon as the new set is healthy; otherwise wait for `promote`.
+    pub auto_promote: bool,
+    /// Keep the old set this long after the switch, for instant rollback.
+    pub keep_old_for: Duration,
+    pub auto_revert: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Canary {
+    pub canaries: u32,
+    /// Percent of replicas on the new revision after each promotion step,
+    /// ending at 100.
+    pub steps: Vec<u32>,
+    pub min_healthy_time: Duration,
+    pub healthy_deadline: Duration,
+    pub auto_promote: bool,
+    pub auto_revert: bool,
+}
+
+impl Default for Rolling {
+    fn default() -> Self {
+        // Nomad's defaults: one at a time, 10 s healthy, 5 m deadline, 10 m progress.
+        Self {
+            max_surge: 1,
+            max_unavailable: 0,
+            min_healthy_time: Duration::from_secs(10),
+            healthy_deadline: Duration::from_secs(300),
+            progress_deadline: Duration::from_secs(600),
+            auto_revert: true,
+        }
+    }
+}

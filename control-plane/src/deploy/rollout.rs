@@ -1,0 +1,1 @@
+//! Deployment state machines (pure).

@@ -1,0 +1,1 @@
+//! Placement of allocations on hosts (pure).
