@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "argosy/v1/agent.proto",
     "argosy/v1/fleet.proto",
     "argosy/v1/tokens.proto",
+    "argosy/v1/deploy.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -54,6 +54,8 @@ impl FromStr for Role {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
     ReadFleet,
+    ReadDeployments,
+    Deploy,
     ReadMetrics,
     RevokeHost,
     ManageJoinTokens,
@@ -62,8 +64,10 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 8] = [
         Action::ReadFleet,
+        Action::ReadDeployments,
+        Action::Deploy,
         Action::ReadMetrics,
         Action::RevokeHost,
         Action::ManageJoinTokens,
@@ -74,6 +78,8 @@ impl Action {
     fn describe(self) -> &'static str {
         match self {
             Action::ReadFleet => "read the fleet",
+            Action::ReadDeployments => "read services and deployments",
+            Action::Deploy => "deploy, roll back, promote or pause services",
             Action::ReadMetrics => "read metrics",
             Action::RevokeHost => "revoke hosts",
             Action::ManageJoinTokens => "manage join tokens",
@@ -85,8 +91,10 @@ impl Action {
     /// The least powerful role allowed to take this action.
     fn least_role(self) -> Role {
         match self {
-            Action::ReadFleet | Action::ReadMetrics | Action::WhoAmI => Role::Viewer,
-            Action::RevokeHost => Role::Operator,
+            Action::ReadFleet | Action::ReadDeployments | Action::ReadMetrics | Action::WhoAmI => {
+                Role::Viewer
+            }
+            Action::RevokeHost | Action::Deploy => Role::Operator,
             Action::ManageJoinTokens | Action::ManageApiTokens => Role::Admin,
         }
     }
@@ -153,6 +161,8 @@ mod tests {
         let table: &[(Action, [bool; 3])] = &[
             // admin, operator, viewer
             (ReadFleet, [true, true, true]),
+            (ReadDeployments, [true, true, true]),
+            (Deploy, [true, true, false]),
             (ReadMetrics, [true, true, true]),
             (WhoAmI, [true, true, true]),
             (RevokeHost, [true, true, false]),

@@ -349,6 +349,17 @@ impl Fleet {
         counts
     }
 
+    /// Sends a message down the host's session, if this replica holds one.
+    /// Returns false when the host is not connected here or its queue is
+    /// full; callers that must deliver (desired state) resend on reconnect.
+    pub fn send(&self, host_id: &str, message: ControlMessage) -> bool {
+        let outbound = self
+            .read()
+            .get(host_id)
+            .and_then(|e| e.session.as_ref().map(|s| s.outbound.clone()));
+        outbound.is_some_and(|tx| tx.try_send(Ok(message)).is_ok())
+    }
+
     /// Whether this replica holds an open session for the host.
     pub fn has_session(&self, host_id: &str) -> bool {
         self.read()

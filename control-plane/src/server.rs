@@ -254,6 +254,7 @@ pub async fn start(args: &ServerArgs) -> Result<Running, StartError> {
     }));
 
     tasks.push(tokio::spawn(sweep_loop(cp.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(deploy_loop(cp.clone(), shutdown_rx.clone())));
     tasks.push(tokio::spawn(maintenance_loop(cp.clone(), shutdown_rx)));
 
     let started = Started {
@@ -293,6 +294,21 @@ async fn sweep_loop(cp: Arc<ControlPlane>, mut stop: tokio::sync::watch::Receive
     loop {
         tokio::select! {
             _ = tick.tick() => { cp.fleet.sweep(cp.now_ms()); }
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+async fn deploy_loop(cp: Arc<ControlPlane>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(error) = cp.deploy.tick().await {
+                    tracing::warn!(%error, "deployment controller tick failed; retrying");
+                }
+            }
             _ = stop.changed() => break,
         }
     }

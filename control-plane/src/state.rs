@@ -78,6 +78,7 @@ pub enum AuthError {
 /// The control plane's shared state.
 pub struct ControlPlane {
     pub store: Store,
+    pub deploy: crate::deploy::controller::Deployments,
     pub fleet: Arc<Fleet>,
     pub ca: Arc<Ca>,
     pub writer: SampleWriter,
@@ -98,6 +99,11 @@ impl ControlPlane {
     ) -> Arc<Self> {
         Arc::new(Self {
             writer: SampleWriter::spawn(store.clone()),
+            deploy: crate::deploy::controller::Deployments::new(
+                store.clone(),
+                fleet.clone(),
+                clock.clone(),
+            ),
             store,
             fleet,
             ca,

@@ -5,6 +5,7 @@
 
 mod client;
 mod commands;
+mod deploy;
 mod dev;
 mod output;
 
@@ -56,6 +57,18 @@ enum Command {
     /// API tokens for people and automation.
     #[command(subcommand)]
     Token(commands::TokenCommand),
+    /// Validate a service spec, store it as a new revision and deploy it.
+    Apply(deploy::ApplyArgs),
+    /// Services and their allocations.
+    #[command(subcommand)]
+    Services(deploy::ServicesCommand),
+    /// The revisions of a service.
+    Revisions(deploy::RevisionsArgs),
+    /// Deployments: show, watch, promote, pause, resume.
+    #[command(subcommand)]
+    Deployments(deploy::DeploymentsCommand),
+    /// Deploy an earlier revision of a service.
+    Rollback(deploy::RollbackArgs),
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -112,5 +125,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Metrics(args) => commands::metrics(args).await,
         Command::JoinToken(command) => commands::join_token(command).await,
         Command::Token(command) => commands::token(command).await,
+        Command::Apply(args) => deploy::apply(args).await,
+        Command::Services(command) => deploy::services(command).await,
+        Command::Revisions(args) => deploy::revisions(args).await,
+        Command::Deployments(command) => deploy::deployments(command).await,
+        Command::Rollback(args) => deploy::rollback(args).await,
     }
 }

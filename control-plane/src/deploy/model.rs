@@ -2,11 +2,12 @@
 //! after the spec is parsed and checked (`spec`), and what the scheduler,
 //! the rollout controller and the store work with. Plain data, no I/O.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// A validated service spec. One immutable revision stores one of these.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceSpec {
     /// DNS-label-like: lowercase letters, digits and `-`, 1–63 characters.
     pub name: String,
@@ -24,14 +25,14 @@ pub struct ServiceSpec {
     pub update: UpdateStrategy,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Protocol {
     Tcp,
     Udp,
 }
 
 /// A container port, optionally published on the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortMapping {
     pub container_port: u16,
     /// `None`: not published on the host.
@@ -41,7 +42,7 @@ pub struct PortMapping {
     pub protocol: Protocol,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VolumeSource {
     /// A Docker named volume.
     Named(String),
@@ -49,7 +50,7 @@ pub enum VolumeSource {
     Bind(std::path::PathBuf),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeMount {
     pub source: VolumeSource,
     /// Absolute path inside the container.
@@ -58,7 +59,7 @@ pub struct VolumeMount {
 }
 
 /// Where replicas may run.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Placement {
     /// Empty: any region. Otherwise how many replicas go to each region;
     /// `RegionCount::Spread` shares the replicas out evenly.
@@ -67,13 +68,13 @@ pub struct Placement {
     pub constraints: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegionPlacement {
     pub region: String,
     pub count: RegionCount,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RegionCount {
     Exactly(u32),
     Spread,
@@ -81,7 +82,7 @@ pub enum RegionCount {
 
 /// Resource reservations and limits. Memory is never overcommitted: the
 /// scheduler reserves `memory_bytes` on the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Resources {
     /// Thousandths of a core (`0.5` cores = 500).
     pub cpu_millis: u32,
@@ -91,7 +92,7 @@ pub struct Resources {
     pub pids: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HealthProbe {
     Http {
         path: String,
@@ -107,7 +108,7 @@ pub enum HealthProbe {
 }
 
 /// What docker-compose users already write.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthCheck {
     pub probe: HealthProbe,
     pub interval: Duration,
@@ -118,7 +119,7 @@ pub struct HealthCheck {
     pub start_period: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RestartPolicy {
     Never,
     OnFailure { max_retries: Option<u32> },
@@ -126,7 +127,7 @@ pub enum RestartPolicy {
 }
 
 /// How a new revision replaces the running one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UpdateStrategy {
     Rolling(Rolling),
     BlueGreen(BlueGreen),
@@ -134,7 +135,7 @@ pub enum UpdateStrategy {
 }
 
 /// Nomad-like rolling update.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rolling {
     /// New allocations started at once beyond `replicas`.
     pub max_surge: u32,
@@ -149,7 +150,7 @@ pub struct Rolling {
     pub auto_revert: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlueGreen {
     pub min_healthy_time: Duration,
     pub healthy_deadline: Duration,
@@ -160,7 +161,7 @@ pub struct BlueGreen {
     pub auto_revert: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Canary {
     pub canaries: u32,
     /// Percent of replicas on the new revision after each promotion step,

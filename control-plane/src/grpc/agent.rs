@@ -294,6 +294,17 @@ async fn run_session(
                 if session.outbound.send(control(ack)).await.is_err() {
                     break;
                 }
+                match cp.deploy.desired_state(&host_id).await {
+                    Ok(desired) => {
+                        let body = control_message::Body::Desired(desired);
+                        if session.outbound.send(control(body)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(host_id, %error, "could not compute the host's desired state")
+                    }
+                }
             }
             Some(agent_message::Body::Metrics(batch)) => {
                 if !registered {
@@ -344,14 +355,12 @@ async fn run_session(
                 }
             }
             Some(agent_message::Body::Allocations(report)) => {
-                // Nothing is scheduled on agents until deployments land; an
-                // agent that reports allocations anyway is heard and acked.
                 cp.fleet.heard_from(&host_id, now);
-                tracing::debug!(
-                    host_id,
-                    allocations = report.allocations.len(),
-                    "allocation report"
-                );
+                if let Err(error) = cp.deploy.report(&host_id, report).await {
+                    // Not acknowledged: the agent reports again on the next change or reconnect.
+                    tracing::warn!(host_id, %error, "could not take in the allocation report");
+                    continue;
+                }
                 let ack = control_message::Body::Ack(pb::Ack { seq: message.seq });
                 if session.outbound.send(control(ack)).await.is_err() {
                     break;

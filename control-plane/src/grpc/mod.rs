@@ -3,6 +3,7 @@
 //! the standard health service.
 
 pub mod agent;
+pub mod deploy;
 pub mod fleet;
 pub mod tokens;
 
@@ -11,7 +12,8 @@ use crate::state::{AuthError, ControlPlane};
 use crate::store::StoreError;
 use argosy_proto::v1::{
     agent_service_server::AgentServiceServer, api_token_service_server::ApiTokenServiceServer,
-    fleet_service_server::FleetServiceServer, join_token_service_server::JoinTokenServiceServer,
+    deploy_service_server::DeployServiceServer, fleet_service_server::FleetServiceServer,
+    join_token_service_server::JoinTokenServiceServer,
 };
 use std::sync::Arc;
 use tonic::{Request, Status};
@@ -79,6 +81,9 @@ pub fn routes(
         .add_service(reflection_alpha)
         .add_service(AgentServiceServer::new(agent::AgentApi { cp: cp.clone() }))
         .add_service(FleetServiceServer::new(fleet::FleetApi { cp: cp.clone() }))
+        .add_service(DeployServiceServer::new(deploy::DeployApi {
+            cp: cp.clone(),
+        }))
         .add_service(JoinTokenServiceServer::new(tokens::JoinTokenApi {
             cp: cp.clone(),
         }))

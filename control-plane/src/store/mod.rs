@@ -11,6 +11,7 @@
 //! `SQLITE_BUSY` under WAL when another connection committed in between, and `busy_timeout`
 //! does not help there.
 
+mod deploy;
 mod hosts;
 pub mod metric_query;
 mod metrics;
@@ -28,6 +29,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+pub use deploy::{AllocationRow, DeploymentEventRow, DeploymentRow, RevisionRow, ServiceRow};
 pub use hosts::HostRow;
 pub use metric_query::{
     Metric, MetricPoint, MetricQuery, PlanError, Retention, Source, UnknownMetric, Watermarks,
@@ -148,6 +150,13 @@ pub enum StoreError {
     #[error("{kind} `{id}` does not exist")]
     NotFound { kind: &'static str, id: String },
 
+    #[error("{kind} `{id}` refers to {target} that does not exist; nothing was stored")]
+    MissingReference {
+        kind: &'static str,
+        id: String,
+        target: &'static str,
+    },
+
     #[error(
         "stored data is invalid ({what}); the database may have been changed by hand or by a \
          newer Argosy"
@@ -181,6 +190,7 @@ impl StoreError {
                 | StoreError::InvalidQuery(_)
                 | StoreError::AlreadyExists { .. }
                 | StoreError::NotFound { .. }
+                | StoreError::MissingReference { .. }
         )
     }
 }
@@ -616,7 +626,7 @@ mod tests {
         let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
             .fetch_one(again.pool())
             .await?;
-        assert_eq!(applied, 2);
+        assert_eq!(applied, 3);
         again.ping().await?;
         Ok(())
     }

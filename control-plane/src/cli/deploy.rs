@@ -1,0 +1,411 @@
+//! The deployment commands of the CLI: `apply`, `services`, `revisions`,
+//! `deployments` and `rollback`.
+
+use super::client::{ClientArgs, Connection, connect, status_error};
+use super::output::{Output, ago, table, when};
+use crate::clock::{Clock, SystemClock};
+use anyhow::Context;
+use argosy_proto::v1::{self as pb, deploy_service_client::DeployServiceClient};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub(super) struct ApplyArgs {
+    /// Spec file (.yaml, .yml or .toml); `-` reads YAML from standard input.
+    #[arg(short = 'f', long = "file")]
+    file: PathBuf,
+    /// Only validate.
+    #[arg(long)]
+    dry_run: bool,
+    /// Follow the deployment until it ends.
+    #[arg(long)]
+    watch: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+fn deployment_json(d: &pb::Deployment) -> serde_json::Value {
+    json!({
+        "id": d.id, "service": d.service, "from_revision": d.from_revision, "to_revision": d.to_revision,
+        "strategy": d.strategy, "phase": d.phase, "finished": d.finished, "replicas": d.replicas,
+        "new_healthy": d.new_healthy, "new_total": d.new_total, "old_total": d.old_total,
+        "created_at_ms": d.created_at_ms, "updated_at_ms": d.updated_at_ms, "created_by": d.created_by,
+    })
+}
+
+fn deploy_client(
+    connection: &Connection,
+) -> DeployServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        super::client::Bearer,
+    >,
+> {
+    connection.client(DeployServiceClient::with_interceptor)
+}
+
+pub(super) async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
+    let (text, format) = if args.file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+        (text, "yaml".to_owned())
+    } else {
+        let format = crate::deploy::spec::Format::from_path(&args.file)?;
+        let text = std::fs::read_to_string(&args.file)
+            .with_context(|| format!("cannot read {}", args.file.display()))?;
+        (
+            text,
+            match format {
+                crate::deploy::spec::Format::Yaml => "yaml".to_owned(),
+                crate::deploy::spec::Format::Toml => "toml".to_owned(),
+            },
+        )
+    };
+    let connection = connect(&args.client)?;
+    let mut client = deploy_client(&connection);
+    let applied = client
+        .apply(pb::ApplyRequest {
+            spec: text,
+            format,
+            dry_run: args.dry_run,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    match connection.output {
+        Output::Json => println!(
+            "{}",
+            json!({
+                "service": applied.service, "revision": applied.revision, "created": applied.created,
+                "deployment": applied.deployment.as_ref().map(deployment_json),
+            })
+        ),
+        Output::Table => {
+            if args.dry_run {
+                println!("{}: the spec is valid", applied.service);
+            } else if let Some(d) = &applied.deployment {
+                println!(
+                    "{} revision {}: deployment {} started ({})",
+                    applied.service, applied.revision, d.id, d.strategy
+                );
+            } else {
+                println!(
+                    "{} revision {} is already deployed: nothing to do",
+                    applied.service, applied.revision
+                );
+            }
+        }
+    }
+    if let Some(d) = applied.deployment.filter(|_| args.watch) {
+        return watch(&connection, &d.id).await;
+    }
+    Ok(())
+}
+
+async fn watch(connection: &Connection, id: &str) -> anyhow::Result<()> {
+    let mut client = deploy_client(connection);
+    let mut stream = client
+        .watch_deployment(pb::GetDeploymentRequest { id: id.to_owned() })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let mut last = None;
+    while let Some(event) = stream.message().await.map_err(status_error)? {
+        match connection.output {
+            Output::Json => println!(
+                "{}",
+                json!({"seq": event.seq, "at_ms": event.at_ms, "message": event.message,
+                       "deployment": event.deployment.as_ref().map(deployment_json)})
+            ),
+            Output::Table => println!("{} {}", when(event.at_ms), event.message),
+        }
+        last = event.deployment;
+    }
+    let Some(last) = last else { return Ok(()) };
+    if connection.output == Output::Table {
+        println!("deployment {} {}", last.id, last.phase);
+    }
+    anyhow::ensure!(
+        last.phase == "succeeded",
+        "deployment {} ended {}",
+        last.id,
+        last.phase
+    );
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum ServicesCommand {
+    /// List services.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a service and its allocations.
+    Show {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+fn service_json(s: &pb::Service) -> serde_json::Value {
+    json!({
+        "name": s.name, "current_revision": s.current_revision, "stable_revision": s.stable_revision,
+        "replicas": s.replicas, "running": s.running, "healthy": s.healthy,
+        "active_deployment_id": s.active_deployment_id,
+        "allocations": s.allocations.iter().map(|a| json!({
+            "id": a.id, "revision": a.revision, "host_id": a.host_id, "state": a.state, "health": a.health,
+            "stopping": a.stopping, "message": a.message, "restarts": a.restarts, "oom_killed": a.oom_killed,
+            "container_id": a.container_id,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub(super) async fn services(command: ServicesCommand) -> anyhow::Result<()> {
+    match command {
+        ServicesCommand::List { client } => {
+            let connection = connect(&client)?;
+            let list = deploy_client(&connection)
+                .list_services(pb::ListServicesRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .services;
+            match connection.output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::Value::Array(list.iter().map(service_json).collect())
+                ),
+                Output::Table => {
+                    let now = SystemClock.now_ms();
+                    let rows = list
+                        .iter()
+                        .map(|s| {
+                            vec![
+                                s.name.clone(),
+                                s.current_revision.to_string(),
+                                format!("{}/{}", s.healthy, s.replicas),
+                                if s.active_deployment_id.is_empty() {
+                                    "-".into()
+                                } else {
+                                    s.active_deployment_id.clone()
+                                },
+                                ago(s.updated_at_ms, now),
+                            ]
+                        })
+                        .collect();
+                    println!(
+                        "{}",
+                        table(
+                            &["name", "revision", "healthy", "deploying", "updated"],
+                            rows
+                        )
+                    );
+                }
+            }
+        }
+        ServicesCommand::Show { name, client } => {
+            let connection = connect(&client)?;
+            let s = deploy_client(&connection)
+                .get_service(pb::GetServiceRequest { name })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            match connection.output {
+                Output::Json => println!("{}", service_json(&s)),
+                Output::Table => {
+                    println!("service:   {}", s.name);
+                    println!(
+                        "revision:  {} (last successful: {})",
+                        s.current_revision, s.stable_revision
+                    );
+                    println!(
+                        "healthy:   {} of {} replicas ({} running)",
+                        s.healthy, s.replicas, s.running
+                    );
+                    if !s.active_deployment_id.is_empty() {
+                        println!("deploying: {}", s.active_deployment_id);
+                    }
+                    let rows = s
+                        .allocations
+                        .iter()
+                        .map(|a| {
+                            vec![
+                                a.id.clone(),
+                                a.revision.to_string(),
+                                if a.host_id.is_empty() {
+                                    "-".into()
+                                } else {
+                                    a.host_id.clone()
+                                },
+                                if a.stopping {
+                                    format!("{} (stopping)", a.state)
+                                } else {
+                                    a.state.clone()
+                                },
+                                a.health.clone(),
+                                a.restarts.to_string(),
+                                a.message.clone(),
+                            ]
+                        })
+                        .collect();
+                    println!(
+                        "{}",
+                        table(
+                            &[
+                                "allocation",
+                                "rev",
+                                "host",
+                                "state",
+                                "health",
+                                "restarts",
+                                "message"
+                            ],
+                            rows
+                        )
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub(super) struct RevisionsArgs {
+    service: String,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+pub(super) async fn revisions(args: RevisionsArgs) -> anyhow::Result<()> {
+    let connection = connect(&args.client)?;
+    let list = deploy_client(&connection)
+        .list_revisions(pb::ListRevisionsRequest {
+            service: args.service,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .revisions;
+    match connection.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::Value::Array(
+                list.iter()
+                    .map(|r| json!({"service": r.service, "number": r.number, "id": r.id, "created_at_ms": r.created_at_ms,
+                                    "created_by": r.created_by, "format": r.format, "spec": r.spec}))
+                    .collect()
+            )
+        ),
+        Output::Table => {
+            let rows = list.iter().map(|r| vec![r.number.to_string(), when(r.created_at_ms), r.created_by.clone()]).collect();
+            println!("{}", table(&["revision", "created", "by"], rows));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum DeploymentsCommand {
+    /// Show a deployment.
+    Show {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Stream a deployment's progress until it ends (exit status 1 unless it succeeds).
+    Watch {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Promote a blue-green or canary deployment waiting for it.
+    Promote {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Freeze a deployment where it is.
+    Pause {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Continue a paused deployment.
+    Resume {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+fn print_deployment(output: Output, d: &pb::Deployment) {
+    match output {
+        Output::Json => println!("{}", deployment_json(d)),
+        Output::Table => {
+            println!(
+                "deployment {} of {}: revision {} → {} ({})",
+                d.id, d.service, d.from_revision, d.to_revision, d.strategy
+            );
+            println!("phase:      {}", d.phase);
+            println!(
+                "new:        {} healthy of {} started, {} wanted; {} old still running",
+                d.new_healthy, d.new_total, d.replicas, d.old_total
+            );
+            println!("started:    {} by {}", when(d.created_at_ms), d.created_by);
+        }
+    }
+}
+
+pub(super) async fn deployments(command: DeploymentsCommand) -> anyhow::Result<()> {
+    let (id, client, action) = match command {
+        DeploymentsCommand::Show { id, client } => (id, client, "show"),
+        DeploymentsCommand::Watch { id, client } => (id, client, "watch"),
+        DeploymentsCommand::Promote { id, client } => (id, client, "promote"),
+        DeploymentsCommand::Pause { id, client } => (id, client, "pause"),
+        DeploymentsCommand::Resume { id, client } => (id, client, "resume"),
+    };
+    let connection = connect(&client)?;
+    if action == "watch" {
+        return watch(&connection, &id).await;
+    }
+    let mut api = deploy_client(&connection);
+    let request = pb::DeploymentCommand { id: id.clone() };
+    let d = match action {
+        "promote" => api.promote(request).await,
+        "pause" => api.pause(request).await,
+        "resume" => api.resume(request).await,
+        _ => api.get_deployment(pb::GetDeploymentRequest { id }).await,
+    }
+    .map_err(status_error)?
+    .into_inner();
+    print_deployment(connection.output, &d);
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub(super) struct RollbackArgs {
+    service: String,
+    /// Revision to go back to (default: the last one that deployed successfully).
+    #[arg(long)]
+    to: Option<u64>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+pub(super) async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
+    let connection = connect(&args.client)?;
+    let d = deploy_client(&connection)
+        .rollback(pb::RollbackRequest {
+            service: args.service,
+            to_revision: args.to.unwrap_or(0),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    print_deployment(connection.output, &d);
+    Ok(())
+}

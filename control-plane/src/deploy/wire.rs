@@ -1,0 +1,242 @@
+//! Converts a validated service spec into the container spec agents run
+//! (`argosy.v1.ContainerSpec`), so the agent needs no knowledge of specs,
+//! strategies or placement.
+
+use super::model::{HealthProbe, Protocol, RestartPolicy, ServiceSpec, VolumeSource};
+use argosy_proto::v1::{self as pb, health_check_spec, restart_spec};
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What an agent needs to run one replica of `spec`.
+pub fn container_spec(spec: &ServiceSpec) -> pb::ContainerSpec {
+    let r = &spec.resources;
+    pb::ContainerSpec {
+        image: spec.image.clone(),
+        command: spec.command.clone(),
+        env: spec.env.clone().into_iter().collect(),
+        ports: spec
+            .ports
+            .iter()
+            .map(|p| pb::PortSpec {
+                container_port: u32::from(p.container_port),
+                host_port: p.host_port.map_or(0, u32::from),
+                host_ip: p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                protocol: match p.protocol {
+                    Protocol::Tcp => "tcp",
+                    Protocol::Udp => "udp",
+                }
+                .to_owned(),
+            })
+            .collect(),
+        volumes: spec
+            .volumes
+            .iter()
+            .map(|v| {
+                let (source, bind) = match &v.source {
+                    VolumeSource::Named(name) => (name.clone(), false),
+                    VolumeSource::Bind(path) => (path.display().to_string(), true),
+                };
+                pb::VolumeSpec {
+                    source,
+                    bind,
+                    target: v.target.clone(),
+                    read_only: v.read_only,
+                }
+            })
+            .collect(),
+        cpu_millis: r.cpu_millis,
+        memory_bytes: r.memory_bytes,
+        memory_swap_bytes: r.memory_swap_bytes.unwrap_or(0),
+        pids_limit: r.pids.unwrap_or(0),
+        health_check: spec.health_check.as_ref().map(|h| pb::HealthCheckSpec {
+            probe: Some(match &h.probe {
+                HealthProbe::Http {
+                    path,
+                    port,
+                    expected_status,
+                } => health_check_spec::Probe::Http(pb::HttpProbe {
+                    path: path.clone(),
+                    port: u32::from(*port),
+                    expected_status: u32::from(*expected_status),
+                }),
+                HealthProbe::Tcp { port } => health_check_spec::Probe::Tcp(pb::TcpProbe {
+                    port: u32::from(*port),
+                }),
+                HealthProbe::Exec { command } => health_check_spec::Probe::Exec(pb::ExecProbe {
+                    command: command.clone(),
+                }),
+            }),
+            interval_ms: millis(h.interval),
+            timeout_ms: millis(h.timeout),
+            retries: h.retries,
+            start_period_ms: millis(h.start_period),
+        }),
+        restart: Some(match spec.restart {
+            RestartPolicy::Never => pb::RestartSpec {
+                policy: restart_spec::Policy::Never as i32,
+                max_retries: 0,
+            },
+            RestartPolicy::OnFailure { max_retries } => pb::RestartSpec {
+                policy: restart_spec::Policy::OnFailure as i32,
+                max_retries: max_retries.unwrap_or(0),
+            },
+            RestartPolicy::Always => pb::RestartSpec {
+                policy: restart_spec::Policy::Always as i32,
+                max_retries: 0,
+            },
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::model::*;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    fn spec() -> ServiceSpec {
+        ServiceSpec {
+            name: "web".into(),
+            image: "registry.local/web:v1".into(),
+            command: vec!["httpd".into(), "-f".into()],
+            env: BTreeMap::from([("MODE".into(), "prod".into())]),
+            ports: vec![
+                PortMapping {
+                    container_port: 8080,
+                    host_port: Some(18080),
+                    host_ip: Some("127.0.0.1".parse().unwrap()),
+                    protocol: Protocol::Tcp,
+                },
+                PortMapping {
+                    container_port: 53,
+                    host_port: None,
+                    host_ip: None,
+                    protocol: Protocol::Udp,
+                },
+            ],
+            volumes: vec![
+                VolumeMount {
+                    source: VolumeSource::Named("data".into()),
+                    target: "/data".into(),
+                    read_only: false,
+                },
+                VolumeMount {
+                    source: VolumeSource::Bind("/srv/www".into()),
+                    target: "/www".into(),
+                    read_only: true,
+                },
+            ],
+            replicas: 2,
+            placement: Placement::default(),
+            resources: Resources {
+                cpu_millis: 500,
+                memory_bytes: 64 << 20,
+                memory_swap_bytes: None,
+                pids: Some(100),
+            },
+            health_check: Some(HealthCheck {
+                probe: HealthProbe::Http {
+                    path: "/version".into(),
+                    port: 8080,
+                    expected_status: 200,
+                },
+                interval: Duration::from_secs(2),
+                timeout: Duration::from_millis(500),
+                retries: 3,
+                start_period: Duration::from_secs(1),
+            }),
+            restart: RestartPolicy::OnFailure {
+                max_retries: Some(5),
+            },
+            update: UpdateStrategy::Rolling(Rolling::default()),
+        }
+    }
+
+    #[test]
+    fn carries_everything_the_agent_runs() {
+        let c = container_spec(&spec());
+        assert_eq!(c.image, "registry.local/web:v1");
+        assert_eq!(c.command, ["httpd", "-f"]);
+        assert_eq!(c.env.get("MODE").map(String::as_str), Some("prod"));
+        assert_eq!(
+            c.ports,
+            [
+                pb::PortSpec {
+                    container_port: 8080,
+                    host_port: 18080,
+                    host_ip: "127.0.0.1".into(),
+                    protocol: "tcp".into()
+                },
+                pb::PortSpec {
+                    container_port: 53,
+                    host_port: 0,
+                    host_ip: String::new(),
+                    protocol: "udp".into()
+                },
+            ]
+        );
+        assert_eq!(c.volumes[0].source, "data");
+        assert!(!c.volumes[0].bind);
+        assert_eq!(c.volumes[1].source, "/srv/www");
+        assert!(c.volumes[1].bind && c.volumes[1].read_only);
+        assert_eq!(
+            (
+                c.cpu_millis,
+                c.memory_bytes,
+                c.memory_swap_bytes,
+                c.pids_limit
+            ),
+            (500, 64 << 20, 0, 100)
+        );
+        let health = c.health_check.unwrap();
+        assert_eq!(
+            health.probe,
+            Some(health_check_spec::Probe::Http(pb::HttpProbe {
+                path: "/version".into(),
+                port: 8080,
+                expected_status: 200
+            }))
+        );
+        assert_eq!(
+            (
+                health.interval_ms,
+                health.timeout_ms,
+                health.retries,
+                health.start_period_ms
+            ),
+            (2000, 500, 3, 1000)
+        );
+        let restart = c.restart.unwrap();
+        assert_eq!(restart.policy, restart_spec::Policy::OnFailure as i32);
+        assert_eq!(restart.max_retries, 5);
+    }
+
+    #[test]
+    fn restart_policies_and_probes() {
+        let mut s = spec();
+        s.restart = RestartPolicy::Always;
+        s.health_check.as_mut().unwrap().probe = HealthProbe::Exec {
+            command: vec!["true".into()],
+        };
+        let c = container_spec(&s);
+        assert_eq!(
+            c.restart.unwrap().policy,
+            restart_spec::Policy::Always as i32
+        );
+        assert!(matches!(
+            c.health_check.unwrap().probe,
+            Some(health_check_spec::Probe::Exec(_))
+        ));
+        s.restart = RestartPolicy::Never;
+        s.health_check = None;
+        let c = container_spec(&s);
+        assert_eq!(
+            c.restart.unwrap().policy,
+            restart_spec::Policy::Never as i32
+        );
+        assert!(c.health_check.is_none());
+    }
+}

@@ -1,0 +1,358 @@
+//! `DeployService`: apply specs, read services, revisions and deployments,
+//! watch a deployment, and steer it (rollback, promote, pause, resume).
+
+use crate::auth::Action;
+use crate::deploy::controller::{DeployError, ReportedStatus};
+use crate::deploy::rollout::Event;
+use crate::grpc::{principal, store_status};
+use crate::state::ControlPlane;
+use crate::store::{AllocationRow, DeploymentRow, ServiceRow};
+use argosy_proto::v1::{self as pb, deploy_service_server};
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+pub struct DeployApi {
+    pub cp: Arc<ControlPlane>,
+}
+
+fn deploy_status(error: DeployError) -> Status {
+    match error {
+        DeployError::Store(error) => store_status(error),
+        DeployError::NoService(_)
+        | DeployError::NoDeployment(_)
+        | DeployError::NoRevision { .. } => Status::not_found(error.to_string()),
+        DeployError::Busy { .. }
+        | DeployError::Rejected(_)
+        | DeployError::NothingToRollBackTo { .. } => Status::failed_precondition(error.to_string()),
+        DeployError::StoredSpec { .. } | DeployError::StoredState(..) => {
+            Status::internal(error.to_string())
+        }
+        DeployError::Invalid(_) | DeployError::Format(_) => {
+            Status::invalid_argument(error.to_string())
+        }
+    }
+}
+
+fn revision(n: Option<i64>) -> u64 {
+    n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
+}
+
+/// A deployment row as the API shows it, with counts from its service's allocations.
+pub fn deployment_wire(row: &DeploymentRow, allocations: &[AllocationRow]) -> pb::Deployment {
+    let machine: Option<crate::deploy::rollout::Deployment> =
+        serde_json::from_str(&row.state_json).ok();
+    let strategy = match machine.as_ref().map(|m| &m.strategy) {
+        Some(crate::deploy::model::UpdateStrategy::Rolling(_)) => "rolling",
+        Some(crate::deploy::model::UpdateStrategy::BlueGreen(_)) => "blue_green",
+        Some(crate::deploy::model::UpdateStrategy::Canary(_)) => "canary",
+        None => "",
+    };
+    let live = |a: &&AllocationRow| a.desired_run;
+    let new: Vec<&AllocationRow> = allocations
+        .iter()
+        .filter(live)
+        .filter(|a| a.revision == row.to_revision)
+        .collect();
+    pb::Deployment {
+        id: row.id.clone(),
+        service: row.service.clone(),
+        from_revision: revision(row.from_revision),
+        to_revision: revision(Some(row.to_revision)),
+        strategy: strategy.to_owned(),
+        phase: row.phase.clone(),
+        finished: row.finished_at_ms.is_some(),
+        created_at_ms: row.created_at_ms,
+        updated_at_ms: row.updated_at_ms,
+        created_by: row.created_by.clone(),
+        replicas: machine.map_or(0, |m| m.replicas),
+        new_healthy: new
+            .iter()
+            .filter(|a| a.state == "running" && matches!(a.health.as_str(), "healthy" | "none"))
+            .count() as u32,
+        new_total: new.len() as u32,
+        old_total: allocations
+            .iter()
+            .filter(live)
+            .filter(|a| a.revision != row.to_revision)
+            .count() as u32,
+    }
+}
+
+fn allocation_wire(a: &AllocationRow) -> pb::AllocationInfo {
+    let status: ReportedStatus = serde_json::from_str(&a.status_json).unwrap_or_default();
+    pb::AllocationInfo {
+        id: a.id.clone(),
+        revision: revision(Some(a.revision)),
+        host_id: a.host_id.clone().unwrap_or_default(),
+        state: a.state.clone(),
+        health: a.health.clone(),
+        stopping: !a.desired_run,
+        message: a.pending_reason.clone().unwrap_or(status.message),
+        restarts: status.restarts,
+        oom_killed: status.oom_killed,
+        container_id: status.container_id,
+    }
+}
+
+impl DeployApi {
+    async fn service_wire(&self, row: ServiceRow) -> Result<pb::Service, Status> {
+        let allocations = self
+            .cp
+            .store
+            .allocations_for_service(&row.name)
+            .await
+            .map_err(store_status)?;
+        let active = self
+            .cp
+            .store
+            .active_deployment(&row.name)
+            .await
+            .map_err(store_status)?;
+        let live: Vec<&AllocationRow> = allocations.iter().filter(|a| a.desired_run).collect();
+        Ok(pb::Service {
+            name: row.name.clone(),
+            current_revision: revision(row.current_revision),
+            stable_revision: revision(row.stable_revision),
+            replicas: row.replicas,
+            running: live.iter().filter(|a| a.state == "running").count() as u32,
+            healthy: live
+                .iter()
+                .filter(|a| a.state == "running" && matches!(a.health.as_str(), "healthy" | "none"))
+                .count() as u32,
+            active_deployment_id: active.map(|d| d.id).unwrap_or_default(),
+            allocations: allocations.iter().map(allocation_wire).collect(),
+            updated_at_ms: row.updated_at_ms,
+        })
+    }
+
+    async fn deployment(&self, id: &str) -> Result<pb::Deployment, Status> {
+        let row = self
+            .cp
+            .store
+            .deployment(id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| Status::not_found(format!("no deployment with id {id:?}")))?;
+        self.with_counts(row).await
+    }
+
+    async fn with_counts(&self, row: DeploymentRow) -> Result<pb::Deployment, Status> {
+        let allocations = self
+            .cp
+            .store
+            .allocations_for_service(&row.service)
+            .await
+            .map_err(store_status)?;
+        Ok(deployment_wire(&row, &allocations))
+    }
+
+    async fn command(
+        &self,
+        request: Request<pb::DeploymentCommand>,
+        event: Event,
+    ) -> Result<Response<pb::Deployment>, Status> {
+        let who = principal(&self.cp, &request, Action::Deploy).await?;
+        let id = &request.get_ref().id;
+        let row = self
+            .cp
+            .deploy
+            .command(id, event.clone())
+            .await
+            .map_err(deploy_status)?;
+        tracing::info!(deployment = id, by = who.name, ?event, "deployment command");
+        self.with_counts(row).await.map(Response::new)
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::DeploymentEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl deploy_service_server::DeployService for DeployApi {
+    async fn apply(
+        &self,
+        request: Request<pb::ApplyRequest>,
+    ) -> Result<Response<pb::ApplyResponse>, Status> {
+        let who = principal(&self.cp, &request, Action::Deploy).await?;
+        let r = request.into_inner();
+        let applied = self
+            .cp
+            .deploy
+            .apply(&r.spec, &r.format, &who.name, r.dry_run)
+            .await
+            .map_err(deploy_status)?;
+        let deployment = match applied.deployment {
+            Some(row) => Some(self.with_counts(row).await?),
+            None => None,
+        };
+        tracing::info!(
+            service = applied.service,
+            revision = applied.revision,
+            by = who.name,
+            dry_run = r.dry_run,
+            "spec applied"
+        );
+        Ok(Response::new(pb::ApplyResponse {
+            service: applied.service,
+            revision: revision(Some(applied.revision)),
+            created: applied.created,
+            deployment,
+        }))
+    }
+
+    async fn list_services(
+        &self,
+        request: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<pb::ListServicesResponse>, Status> {
+        principal(&self.cp, &request, Action::ReadDeployments).await?;
+        let rows = self.cp.store.list_services().await.map_err(store_status)?;
+        let mut services = Vec::with_capacity(rows.len());
+        for row in rows {
+            services.push(self.service_wire(row).await?);
+        }
+        Ok(Response::new(pb::ListServicesResponse { services }))
+    }
+
+    async fn get_service(
+        &self,
+        request: Request<pb::GetServiceRequest>,
+    ) -> Result<Response<pb::Service>, Status> {
+        principal(&self.cp, &request, Action::ReadDeployments).await?;
+        let name = &request.get_ref().name;
+        let row = self
+            .cp
+            .store
+            .service(name)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "no service named {name:?}; `argosy services list` shows them"
+                ))
+            })?;
+        self.service_wire(row).await.map(Response::new)
+    }
+
+    async fn list_revisions(
+        &self,
+        request: Request<pb::ListRevisionsRequest>,
+    ) -> Result<Response<pb::ListRevisionsResponse>, Status> {
+        principal(&self.cp, &request, Action::ReadDeployments).await?;
+        let rows = self
+            .cp
+            .store
+            .list_revisions(&request.get_ref().service)
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(pb::ListRevisionsResponse {
+            revisions: rows
+                .into_iter()
+                .map(|r| pb::Revision {
+                    service: r.service,
+                    number: revision(Some(r.number)),
+                    id: r.id,
+                    created_at_ms: r.created_at_ms,
+                    created_by: r.created_by,
+                    spec: r.spec_text,
+                    format: r.spec_format,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_deployment(
+        &self,
+        request: Request<pb::GetDeploymentRequest>,
+    ) -> Result<Response<pb::Deployment>, Status> {
+        principal(&self.cp, &request, Action::ReadDeployments).await?;
+        self.deployment(&request.get_ref().id)
+            .await
+            .map(Response::new)
+    }
+
+    type WatchDeploymentStream = WatchStream;
+
+    async fn watch_deployment(
+        &self,
+        request: Request<pb::GetDeploymentRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        principal(&self.cp, &request, Action::ReadDeployments).await?;
+        let id = request.into_inner().id;
+        let first = self.deployment(&id).await?;
+        let mut changes = self.cp.deploy.subscribe();
+        let cp = self.cp.clone();
+        let stream = async_stream::try_stream! {
+            let mut after = 0i64;
+            let mut finished = first.finished;
+            loop {
+                let events = cp.store.deployment_events(&id, after).await.map_err(store_status)?;
+                if !events.is_empty() {
+                    let row = cp.store.deployment(&id).await.map_err(store_status)?
+                        .ok_or_else(|| Status::not_found("the deployment was deleted"))?;
+                    let allocations = cp.store.allocations_for_service(&row.service).await.map_err(store_status)?;
+                    let snapshot = deployment_wire(&row, &allocations);
+                    finished = snapshot.finished;
+                    for event in events {
+                        after = event.seq;
+                        yield pb::DeploymentEvent {
+                            seq: u64::try_from(event.seq).unwrap_or(0),
+                            at_ms: event.at_ms,
+                            message: event.message,
+                            deployment: Some(snapshot.clone()),
+                        };
+                    }
+                }
+                if finished {
+                    break;
+                }
+                // Wake on any deployment change, or every second at worst.
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), changes.recv()).await;
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<pb::RollbackRequest>,
+    ) -> Result<Response<pb::Deployment>, Status> {
+        let who = principal(&self.cp, &request, Action::Deploy).await?;
+        let r = request.into_inner();
+        let to = (r.to_revision > 0).then(|| i64::try_from(r.to_revision).unwrap_or(i64::MAX));
+        let row = self
+            .cp
+            .deploy
+            .rollback(&r.service, to, &who.name)
+            .await
+            .map_err(deploy_status)?;
+        tracing::info!(
+            service = r.service,
+            to = row.to_revision,
+            by = who.name,
+            "rollback"
+        );
+        self.with_counts(row).await.map(Response::new)
+    }
+
+    async fn promote(
+        &self,
+        request: Request<pb::DeploymentCommand>,
+    ) -> Result<Response<pb::Deployment>, Status> {
+        self.command(request, Event::Promote).await
+    }
+
+    async fn pause(
+        &self,
+        request: Request<pb::DeploymentCommand>,
+    ) -> Result<Response<pb::Deployment>, Status> {
+        self.command(request, Event::Pause).await
+    }
+
+    async fn resume(
+        &self,
+        request: Request<pb::DeploymentCommand>,
+    ) -> Result<Response<pb::Deployment>, Status> {
+        self.command(request, Event::Resume).await
+    }
+}
