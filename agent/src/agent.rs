@@ -173,6 +173,18 @@ pub async fn run(
         None => None,
     };
     let sampler = Sampler::new()?;
+    let workloads = match crate::allocations::Allocations::start(
+        crate::allocations::AllocationsOptions::new(state.path(), stored.identity.host_id.clone()),
+    ) {
+        Ok((allocations, reports)) => Some(session::Workloads {
+            allocations,
+            reports,
+        }),
+        Err(error) => {
+            tracing::error!(%error, "cannot start the container runtime; this host runs no workloads");
+            None
+        }
+    };
 
     let exporter = async {
         match listener {
@@ -192,7 +204,7 @@ pub async fn run(
             options.renew.clone(),
             options.clock.clone(),
         ) => Err(expired.into()),
-        () = session::run(connection.clone(), shared.clone(), options.session.clone()) => Ok(()),
+        () = session::run(connection.clone(), shared.clone(), options.session.clone(), workloads) => Ok(()),
         () = sample_loop(sampler, shared.clone(), options.session.interval, options.clock.clone()) => Ok(()),
         result = exporter => {
             let address = config.metrics_listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));

@@ -12,15 +12,19 @@
 //! describes the host; [`docker`] is the only module that talks to Docker.
 
 pub mod agent;
+pub mod allocations;
 pub mod backoff;
 pub mod config;
 pub mod connection;
+pub mod desired;
 pub mod docker;
 pub mod enroll;
 pub mod exporter;
+pub mod health;
 pub mod inventory;
 pub mod logging;
 pub mod metrics;
+pub mod reconcile;
 pub mod renew;
 pub mod session;
 pub mod state;

@@ -18,8 +18,12 @@
 //!   sample and ignore duplicates);
 //! - `Disconnect { reason }` ends the session; the agent reconnects after a
 //!   backoff delay; `PermissionDenied` / `Unauthenticated` statuses are
-//!   logged as errors and retried at the backoff cap.
+//!   logged as errors and retried at the backoff cap;
+//! - `DesiredState` goes to the allocations runtime; the runtime's
+//!   `AllocationReport` is sent right after `Welcome` and whenever it
+//!   changes.
 
+use crate::allocations::Allocations;
 use crate::backoff::Backoff;
 use crate::connection::{Connection, describe, is_certificate_alert, is_from_server, is_refusal};
 use crate::inventory;
@@ -27,13 +31,14 @@ use crate::status::{Counters, Shared};
 use crate::unacked::MAX_BATCH;
 use argosy_proto::tls::TlsError;
 use argosy_proto::v1::{
-    AgentMessage, ControlMessage, Hello, MetricBatch, agent_message, control_message,
+    AgentMessage, AllocationReport, ControlMessage, Hello, MetricBatch, agent_message,
+    control_message,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -89,13 +94,33 @@ pub enum SessionError {
     SendFailed,
 }
 
+/// The workloads side of a session: where desired state goes and where
+/// allocation reports come from.
+#[derive(Debug, Clone)]
+pub struct Workloads {
+    pub allocations: Allocations,
+    pub reports: watch::Receiver<AllocationReport>,
+}
+
 /// Runs sessions forever, reconnecting with backoff.
-pub async fn run(connection: Connection, shared: Arc<Shared>, options: SessionOptions) {
+pub async fn run(
+    connection: Connection,
+    shared: Arc<Shared>,
+    options: SessionOptions,
+    mut workloads: Option<Workloads>,
+) {
     let mut backoff = Backoff::new(options.reconnect_base, options.reconnect_cap);
     let mut rng = StdRng::from_rng(&mut rand::rng());
     loop {
         let mut established = None;
-        let result = session_once(&connection, &shared, &options, &mut established).await;
+        let result = session_once(
+            &connection,
+            &shared,
+            &options,
+            workloads.as_mut(),
+            &mut established,
+        )
+        .await;
         shared.set_connected(false);
         if let Some(at) = established {
             backoff.session_ended(at.elapsed());
@@ -155,6 +180,7 @@ async fn session_once(
     connection: &Connection,
     shared: &Shared,
     options: &SessionOptions,
+    mut workloads: Option<&mut Workloads>,
     established: &mut Option<Instant>,
 ) -> Result<End, SessionError> {
     let identity = shared.identity();
@@ -227,10 +253,27 @@ async fn session_once(
         "connected to the control plane"
     );
 
+    if let Some(workloads) = workloads.as_deref_mut() {
+        let report = workloads.reports.borrow_and_update().clone();
+        send_report(shared, &tx, report).await?;
+    }
+
     loop {
         send_pending(shared, &tx).await?;
+        let report_changed = async {
+            match workloads.as_deref_mut() {
+                Some(w) => w.reports.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = shared.sample_pushed() => {}
+            changed = report_changed => {
+                if let Some(workloads) = workloads.as_deref_mut().filter(|_| changed) {
+                    let report = workloads.reports.borrow_and_update().clone();
+                    send_report(shared, &tx, report).await?;
+                }
+            }
             message = inbound.next() => match message {
                 None => return Ok(End::Closed),
                 Some(Err(status)) => return Err(SessionError::Status(status)),
@@ -246,21 +289,38 @@ async fn session_once(
                     Some(control_message::Body::Welcome(_)) => {
                         tracing::warn!("ignoring a second Welcome");
                     }
-                    Some(control_message::Body::Desired(desired)) => {
-                        // The control plane sends desired state only once
-                        // deployments exist; until the reconciler is wired
-                        // into the session this agent says it cannot run them.
-                        tracing::warn!(
+                    Some(control_message::Body::Desired(desired)) => match workloads.as_deref() {
+                        Some(w) => {
+                            let version = desired.version;
+                            match w.allocations.apply(desired) {
+                                Ok(true) => tracing::info!(version, "applying desired state"),
+                                Ok(false) => tracing::debug!(version, "desired state already applied"),
+                                Err(error) => tracing::error!(%error, version, "cannot apply desired state"),
+                            }
+                        }
+                        None => tracing::warn!(
                             version = desired.version,
-                            allocations = desired.allocations.len(),
-                            "this agent cannot run deployments yet; ignoring desired state"
-                        );
-                    }
+                            "this agent runs without a container runtime; ignoring desired state"
+                        ),
+                    },
                     None => tracing::debug!("ignoring an empty control message"),
                 },
             },
         }
     }
+}
+
+/// Sends an allocation report.
+async fn send_report(
+    shared: &Shared,
+    tx: &mpsc::Sender<AgentMessage>,
+    report: AllocationReport,
+) -> Result<(), SessionError> {
+    let message = AgentMessage {
+        seq: shared.next_seq(),
+        body: Some(agent_message::Body::Allocations(report)),
+    };
+    tx.send(message).await.map_err(|_| SessionError::SendFailed)
 }
 
 /// Sends every sample not yet sent on this stream, in batches.

@@ -108,7 +108,11 @@ impl SessionHandle {
 
     /// The next message, which must be a metric batch: (seq, timestamps).
     async fn recv_batch(&mut self) -> (u64, Vec<i64>) {
-        let message = self.recv().await;
+        let mut message = self.recv().await;
+        // Allocation reports (this stub runs no workloads) come in between.
+        while let Some(agent_message::Body::Allocations(_)) = message.body {
+            message = self.recv().await;
+        }
         match message.body {
             Some(agent_message::Body::Metrics(batch)) => (
                 message.seq,

@@ -1,0 +1,257 @@
+//! Deployments end to end on a real Docker engine: `argosy apply` stores a
+//! revision and rolls it out through the agent (pulled from a loopback
+//! registry, resource limits applied, health-checked), a new revision rolls
+//! over it, `argosy rollback` brings the old one back, and an invalid spec
+//! or an impossible placement says precisely what is wrong.
+
+use anyhow::{Context, ensure};
+use argosy_e2e::{Agent, ControlPlane, TestEnv, both_stores, eventually_within};
+use std::time::Duration;
+
+both_stores!(
+    apply_roll_over_and_roll_back,
+    bad_specs_and_impossible_placements
+);
+
+fn docker_host() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .expect("DOCKER_HOST is not set: run scripts/test, which starts a Docker engine")
+}
+
+fn registry() -> String {
+    std::env::var("ARGOSY_TEST_REGISTRY")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .expect("ARGOSY_TEST_REGISTRY is not set: run scripts/test, which starts a registry")
+}
+
+fn web_spec(name: &str, version: &str, replicas: u32) -> String {
+    format!(
+        r#"name: {name}
+image: {registry}/argosy-test/web:{version}
+replicas: {replicas}
+resources:
+  cpu: 0.1
+  memory: 64MiB
+health_check:
+  http:
+    path: /version
+    port: 8080
+  interval: 1s
+  timeout: 500ms
+  retries: 2
+update:
+  strategy: rolling
+  max_parallel: 1
+  min_healthy_time: 1s
+  healthy_deadline: 60s
+  progress_deadline: 120s
+"#,
+        registry = registry()
+    )
+}
+
+/// `docker` on the test engine.
+async fn docker(args: &[&str]) -> anyhow::Result<String> {
+    let output = tokio::process::Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", docker_host())
+        .output()
+        .await
+        .context("cannot run the docker client")?;
+    ensure!(
+        output.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+/// Running containers of `service` as (id, image).
+async fn containers(service: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let text = docker(&[
+        "ps",
+        "--filter",
+        &format!("label=argosy.service={service}"),
+        "--format",
+        "{{.ID}} {{.Image}}",
+    ])
+    .await?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(id, image)| (id.to_owned(), image.to_owned()))
+        .collect())
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", rand::random::<u32>() % 100_000)
+}
+
+async fn apply_roll_over_and_roll_back(env: &TestEnv) -> anyhow::Result<()> {
+    let cp = ControlPlane::start(env, &[]).await?;
+    let join = cp.join_string("eu-west", &[], 1).await?;
+    let mut agent = Agent::start(env, &join, "1s")?;
+    let id = agent.wait_enrolled().await?;
+    cp.wait_online(&id).await?;
+    let service = unique("web");
+    let dir = env.new_dir("specs");
+    let v1 = dir.join("web-v1.yaml");
+    std::fs::write(&v1, web_spec(&service, "v1", 2))?;
+
+    let applied = cp
+        .cli()
+        .run(&["apply", "-f", v1.to_str().unwrap(), "--watch"])
+        .await?;
+    ensure!(
+        applied.status.success() && applied.stdout.contains("succeeded"),
+        "apply v1: {applied:?}"
+    );
+    let running = containers(&service).await?;
+    ensure!(running.len() == 2, "two v1 containers, got {running:?}");
+    ensure!(
+        running.iter().all(|(_, image)| image.ends_with("web:v1")),
+        "{running:?}"
+    );
+    // The limits are what the spec says.
+    let memory = docker(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}",
+        &running[0].0,
+    ])
+    .await?;
+    ensure!(
+        memory.trim() == format!("{} 100000000", 64 << 20),
+        "limits: {memory}"
+    );
+
+    // A second revision rolls over the first.
+    let v2 = dir.join("web-v2.yaml");
+    std::fs::write(&v2, web_spec(&service, "v2", 2))?;
+    let applied = cp
+        .cli()
+        .run(&["apply", "-f", v2.to_str().unwrap(), "--watch"])
+        .await?;
+    ensure!(applied.status.success(), "apply v2: {applied:?}");
+    eventually_within("only v2 containers", Duration::from_secs(60), || async {
+        let running = containers(&service).await?;
+        ensure!(
+            running.len() == 2 && running.iter().all(|(_, image)| image.ends_with("web:v2")),
+            "{running:?}"
+        );
+        Ok(())
+    })
+    .await?;
+    let show = cp
+        .cli()
+        .run(&["services", "show", &service, "-o", "json"])
+        .await?
+        .ok()?;
+    let json = show.json()?;
+    ensure!(
+        json["current_revision"] == 2 && json["healthy"] == 2,
+        "{json}"
+    );
+
+    // Applying the same spec again changes nothing.
+    let again = cp
+        .cli()
+        .run(&["apply", "-f", v2.to_str().unwrap()])
+        .await?
+        .ok()?;
+    ensure!(again.stdout.contains("nothing to do"), "{again:?}");
+
+    // Roll back to revision 1.
+    let rollback = cp
+        .cli()
+        .run(&["rollback", &service, "-o", "json"])
+        .await?
+        .ok()?;
+    let deployment = rollback.json()?;
+    ensure!(deployment["to_revision"] == 1, "{deployment}");
+    let watched = cp
+        .cli()
+        .run(&[
+            "deployments",
+            "watch",
+            deployment["id"].as_str().unwrap_or_default(),
+        ])
+        .await?;
+    ensure!(watched.status.success(), "rollback watch: {watched:?}");
+    eventually_within("v1 back", Duration::from_secs(60), || async {
+        let running = containers(&service).await?;
+        ensure!(
+            running.len() == 2 && running.iter().all(|(_, image)| image.ends_with("web:v1")),
+            "{running:?}"
+        );
+        Ok(())
+    })
+    .await?;
+    let revisions = cp
+        .cli()
+        .run(&["revisions", &service, "-o", "json"])
+        .await?
+        .ok()?
+        .json()?;
+    ensure!(revisions.as_array().map(Vec::len) == Some(2), "{revisions}");
+    agent.kill().await?;
+    // Clean up the engine for the other tests.
+    for (id, _) in containers(&service).await? {
+        let _ = docker(&["rm", "-f", &id]).await;
+    }
+    Ok(())
+}
+
+async fn bad_specs_and_impossible_placements(env: &TestEnv) -> anyhow::Result<()> {
+    let cp = ControlPlane::start(env, &[]).await?;
+    let dir = env.new_dir("specs");
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "name: web\nimage: busybox\nresources:\n  memory: 64XB\nreplics: 2\n",
+    )?;
+    let refused = cp
+        .cli()
+        .run(&["apply", "-f", bad.to_str().unwrap()])
+        .await?;
+    ensure!(!refused.status.success(), "an invalid spec was accepted");
+    for wanted in [
+        "spec.resources.memory: \"64XB\" is not a size, write e.g. 64MiB",
+        "spec.replics",
+    ] {
+        ensure!(
+            refused.stderr.contains(wanted),
+            "missing {wanted:?} in {}",
+            refused.stderr
+        );
+    }
+    // No host can run it: the allocations stay pending with the reason.
+    let service = unique("huge");
+    let huge = dir.join("huge.yaml");
+    std::fs::write(
+        &huge,
+        format!(
+            "name: {service}\nimage: {}/argosy-test/web:v1\nreplicas: 1\nresources:\n  memory: 4TiB\nplacement:\n  regions:\n    eu-west: 1\n",
+            registry()
+        ),
+    )?;
+    cp.cli()
+        .run(&["apply", "-f", huge.to_str().unwrap()])
+        .await?
+        .ok()?;
+    let show = cp
+        .cli()
+        .run(&["services", "show", &service, "-o", "json"])
+        .await?
+        .ok()?
+        .json()?;
+    let message = show["allocations"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    ensure!(message.contains("eu-west"), "pending reason: {show}");
+    Ok(())
+}
