@@ -1,0 +1,291 @@
+//! Deployments under faults, on a real Docker engine: the control plane or
+//! the agent killed in the middle of a rollout (it finishes, with no lost or
+//! duplicated allocations), an image that does not exist, and a host port a
+//! process outside Argosy already holds.
+
+use anyhow::{Context, ensure};
+use argosy_e2e::{Agent, ControlPlane, TestEnv, both_stores, eventually_within};
+use std::time::Duration;
+
+both_stores!(
+    control_plane_restart_mid_rollout,
+    agent_killed_mid_rollout,
+    missing_image_fails_naming_it,
+    port_in_use_fails_with_that_message
+);
+
+fn docker_host() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .expect("DOCKER_HOST is not set: run scripts/test, which starts a Docker engine")
+}
+
+fn registry() -> String {
+    std::env::var("ARGOSY_TEST_REGISTRY")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .expect("ARGOSY_TEST_REGISTRY is not set: run scripts/test, which starts a registry")
+}
+
+async fn docker(args: &[&str]) -> anyhow::Result<String> {
+    let output = tokio::process::Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", docker_host())
+        .output()
+        .await
+        .context("cannot run the docker client")?;
+    ensure!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+/// (running, all) containers of `service`.
+async fn counts(service: &str) -> anyhow::Result<(usize, usize)> {
+    let filter = format!("label=argosy.service={service}");
+    let running = docker(&["ps", "-q", "--filter", &filter])
+        .await?
+        .lines()
+        .count();
+    let all = docker(&["ps", "-aq", "--filter", &filter])
+        .await?
+        .lines()
+        .count();
+    Ok((running, all))
+}
+
+async fn remove(service: &str) {
+    if let Ok(ids) = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=argosy.service={service}"),
+    ])
+    .await
+    {
+        for id in ids.lines() {
+            let _ = docker(&["rm", "-f", id]).await;
+        }
+    }
+}
+
+fn name(prefix: &str) -> String {
+    format!("{prefix}-{}", rand::random::<u32>() % 100_000)
+}
+
+fn web(name: &str, version: &str, replicas: u32, extra: &str) -> String {
+    format!(
+        "name: {name}\nimage: {}/argosy-test/web:{version}\nreplicas: {replicas}\n\
+         resources:\n  cpu: 0.05\n  memory: 32MiB\n\
+         health_check:\n  http:\n    path: /version\n    port: 8080\n  interval: 1s\n  timeout: 500ms\n  retries: 2\n\
+         update:\n  strategy: rolling\n  max_parallel: 1\n  min_healthy_time: 2s\n  healthy_deadline: 60s\n  progress_deadline: 120s\n{extra}",
+        registry()
+    )
+}
+
+async fn apply(
+    cp: &ControlPlane,
+    dir: &std::path::Path,
+    file: &str,
+    text: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let path = dir.join(file);
+    std::fs::write(&path, text)?;
+    cp.cli()
+        .run(&["apply", "-f", path.to_str().unwrap(), "-o", "json"])
+        .await?
+        .ok()?
+        .json()
+}
+
+async fn service(cp: &ControlPlane, name: &str) -> anyhow::Result<serde_json::Value> {
+    cp.cli()
+        .run(&["services", "show", name, "-o", "json"])
+        .await?
+        .ok()?
+        .json()
+}
+
+async fn phase(cp: &ControlPlane, id: &str) -> anyhow::Result<String> {
+    let d = cp
+        .cli()
+        .run(&["deployments", "show", id, "-o", "json"])
+        .await?
+        .ok()?
+        .json()?;
+    Ok(d["phase"].as_str().unwrap_or_default().to_owned())
+}
+
+async fn start(env: &TestEnv) -> anyhow::Result<(ControlPlane, Agent)> {
+    let cp = ControlPlane::start(env, &[]).await?;
+    let join = cp.join_string("eu-west", &[], 1).await?;
+    let mut agent = Agent::start(env, &join, "1s")?;
+    let id = agent.wait_enrolled().await?;
+    cp.wait_online(&id).await?;
+    Ok((cp, agent))
+}
+
+/// Three replicas, one at a time, 2 s healthy each: the control plane dies
+/// after the first is up and comes back; the rollout finishes with exactly
+/// three containers and three allocations.
+async fn control_plane_restart_mid_rollout(env: &TestEnv) -> anyhow::Result<()> {
+    let (mut cp, mut agent) = start(env).await?;
+    let svc = name("cprestart");
+    let dir = env.new_dir("specs");
+    let first = apply(&cp, &dir, "v1.yaml", &web(&svc, "v1", 3, "")).await?;
+    let id = first["deployment"]["id"]
+        .as_str()
+        .context("no deployment")?
+        .to_owned();
+    eventually_within("the first container", Duration::from_secs(60), || async {
+        ensure!(counts(&svc).await?.0 >= 1, "none yet");
+        Ok(())
+    })
+    .await?;
+    cp.kill().await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cp.start_again().await?;
+    eventually_within(
+        "the rollout to finish after the restart",
+        Duration::from_secs(90),
+        || async {
+            let p = phase(&cp, &id).await?;
+            ensure!(p == "succeeded", "phase {p}");
+            Ok(())
+        },
+    )
+    .await?;
+    let s = service(&cp, &svc).await?;
+    ensure!(
+        s["allocations"].as_array().map(Vec::len) == Some(3) && s["healthy"] == 3,
+        "{s}"
+    );
+    eventually_within(
+        "three containers, no duplicates",
+        Duration::from_secs(30),
+        || async {
+            let (running, all) = counts(&svc).await?;
+            ensure!(running == 3 && all == 3, "running {running}, all {all}");
+            Ok(())
+        },
+    )
+    .await?;
+    agent.kill().await?;
+    remove(&svc).await;
+    Ok(())
+}
+
+/// The agent dies in the middle of a rollout and comes back: it adopts its
+/// containers and the rollout finishes without duplicates.
+async fn agent_killed_mid_rollout(env: &TestEnv) -> anyhow::Result<()> {
+    let (cp, mut agent) = start(env).await?;
+    let svc = name("agentkill");
+    let dir = env.new_dir("specs");
+    let first = apply(&cp, &dir, "v1.yaml", &web(&svc, "v1", 3, "")).await?;
+    let id = first["deployment"]["id"]
+        .as_str()
+        .context("no deployment")?
+        .to_owned();
+    eventually_within("the first container", Duration::from_secs(60), || async {
+        ensure!(counts(&svc).await?.0 >= 1, "none yet");
+        Ok(())
+    })
+    .await?;
+    agent.kill().await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    agent.restart().await?;
+    eventually_within(
+        "the rollout to finish after the agent restart",
+        Duration::from_secs(90),
+        || async {
+            let p = phase(&cp, &id).await?;
+            ensure!(p == "succeeded", "phase {p}");
+            Ok(())
+        },
+    )
+    .await?;
+    eventually_within(
+        "three containers, no duplicates",
+        Duration::from_secs(30),
+        || async {
+            let (running, all) = counts(&svc).await?;
+            ensure!(running == 3 && all == 3, "running {running}, all {all}");
+            Ok(())
+        },
+    )
+    .await?;
+    agent.kill().await?;
+    remove(&svc).await;
+    Ok(())
+}
+
+async fn missing_image_fails_naming_it(env: &TestEnv) -> anyhow::Result<()> {
+    let (cp, mut agent) = start(env).await?;
+    let svc = name("noimage");
+    let dir = env.new_dir("specs");
+    let text = web(&svc, "v1", 1, "")
+        .replace("argosy-test/web:v1", "argosy-test/does-not-exist:v9")
+        .replace("healthy_deadline: 60s", "healthy_deadline: 10s");
+    let applied = apply(&cp, &dir, "bad.yaml", &text).await?;
+    let id = applied["deployment"]["id"]
+        .as_str()
+        .context("no deployment")?
+        .to_owned();
+    // The deployment fails at once, saying which image.
+    eventually_within(
+        "the deployment to fail naming the image",
+        Duration::from_secs(60),
+        || async {
+            let p = phase(&cp, &id).await?;
+            ensure!(
+                p.starts_with("failed") && p.contains("does-not-exist"),
+                "phase {p}"
+            );
+            Ok(())
+        },
+    )
+    .await?;
+    let s = service(&cp, &svc).await?;
+    ensure!(s["healthy"] == 0, "{s}");
+    agent.kill().await?;
+    remove(&svc).await;
+    Ok(())
+}
+
+async fn port_in_use_fails_with_that_message(env: &TestEnv) -> anyhow::Result<()> {
+    let (cp, mut agent) = start(env).await?;
+    // A process outside Argosy holds the port on the host.
+    let holder = std::net::TcpListener::bind("0.0.0.0:0")?;
+    let port = holder.local_addr()?.port();
+    let svc = name("portbusy");
+    let dir = env.new_dir("specs");
+    let text = web(&svc, "v1", 1, "").replace(
+        "replicas: 1\n",
+        &format!("replicas: 1\nports:\n  - \"{port}:8080\"\n"),
+    );
+    let applied = apply(&cp, &dir, "busy.yaml", &text).await?;
+    let id = applied["deployment"]["id"]
+        .as_str()
+        .context("no deployment")?
+        .to_owned();
+    eventually_within(
+        "the deployment to fail saying the port is taken",
+        Duration::from_secs(60),
+        || async {
+            let p = phase(&cp, &id).await?;
+            ensure!(
+                p.starts_with("failed") && p.contains("port") && p.contains("in use"),
+                "phase {p}"
+            );
+            Ok(())
+        },
+    )
+    .await?;
+    drop(holder);
+    agent.kill().await?;
+    remove(&svc).await;
+    Ok(())
+}
