@@ -11,7 +11,8 @@ both_stores!(
     control_plane_restart_mid_rollout,
     agent_killed_mid_rollout,
     missing_image_fails_naming_it,
-    port_in_use_fails_with_that_message
+    port_in_use_fails_with_that_message,
+    out_of_memory_is_reported_and_restarted
 );
 
 fn docker_host() -> String {
@@ -285,6 +286,55 @@ async fn port_in_use_fails_with_that_message(env: &TestEnv) -> anyhow::Result<()
     )
     .await?;
     drop(holder);
+    agent.kill().await?;
+    remove(&svc).await;
+    Ok(())
+}
+
+/// A container that outgrows its memory limit is OOM-killed by the kernel;
+/// the allocation shows it and is restarted per its policy.
+async fn out_of_memory_is_reported_and_restarted(env: &TestEnv) -> anyhow::Result<()> {
+    let (cp, mut agent) = start(env).await?;
+    let svc = name("oom");
+    let dir = env.new_dir("specs");
+    let text = format!(
+        "name: {svc}\nimage: {}/argosy-test/web:v1\n\
+         command: \"sleep 4; x=0123456789; while :; do x=$x$x; done\"\n\
+         replicas: 1\nresources:\n  memory: 8MiB\n  memory_swap: 8MiB\n  pids: 64\nrestart: always\n\
+         update:\n  strategy: rolling\n  min_healthy_time: 1s\n  healthy_deadline: 30s\n",
+        registry()
+    );
+    apply(&cp, &dir, "oom.yaml", &text).await?;
+    let s = eventually_within(
+        "an OOM kill and a restart",
+        Duration::from_secs(90),
+        || async {
+            let s = service(&cp, &svc).await?;
+            let a = &s["allocations"][0];
+            ensure!(
+                a["oom_killed"] == true && a["restarts"].as_u64().unwrap_or(0) >= 1,
+                "{a}"
+            );
+            Ok(s)
+        },
+    )
+    .await?;
+    // The limits Docker enforces are the spec's.
+    let container = s["allocations"][0]["container_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let limits = docker(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.PidsLimit}}",
+        &container,
+    ])
+    .await?;
+    ensure!(
+        limits.trim() == format!("{0} {0} 64", 8 << 20),
+        "limits: {limits}"
+    );
     agent.kill().await?;
     remove(&svc).await;
     Ok(())
