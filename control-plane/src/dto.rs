@@ -69,6 +69,8 @@ pub struct HostJson {
     pub enrolled_at_ms: i64,
     pub interval_seconds: u32,
     pub certificate_not_after_ms: i64,
+    /// Why the host cannot run containers now; empty when it can.
+    pub runtime_error: String,
     pub inventory: Option<InventoryJson>,
     pub latest: Option<SampleJson>,
 }
@@ -94,6 +96,7 @@ impl From<pb::Host> for HostJson {
             enrolled_at_ms: h.enrolled_at_ms,
             interval_seconds: h.interval_seconds,
             certificate_not_after_ms: h.certificate_not_after_ms,
+            runtime_error: h.runtime_error,
             inventory: h.inventory.map(|i| {
                 let docker = i.docker.unwrap_or_default();
                 InventoryJson {

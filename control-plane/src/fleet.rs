@@ -77,6 +77,7 @@ impl SessionHandle {
 
 struct Entry {
     row: HostRow,
+    runtime_error: String,
     inventory: Option<pb::Inventory>,
     latest: Option<pb::MetricSample>,
     session: Option<SessionHandle>,
@@ -118,6 +119,7 @@ impl Fleet {
                     row.id.clone(),
                     Entry {
                         row,
+                        runtime_error: String::new(),
                         inventory,
                         latest: None,
                         session: None,
@@ -168,6 +170,7 @@ impl Fleet {
             latest: entry.latest.clone(),
             certificate_not_after_ms: row.cert_not_after_ms,
             interval_seconds: row.interval_seconds,
+            runtime_error: entry.runtime_error.clone(),
         }
     }
 
@@ -176,6 +179,7 @@ impl Fleet {
         let inventory = pb::Inventory::decode(row.inventory.as_slice()).ok();
         let entry = Entry {
             row,
+            runtime_error: String::new(),
             inventory,
             latest: None,
             session: None,
@@ -254,6 +258,26 @@ impl Fleet {
         }
         if self.events.receiver_count() > 0 {
             self.publish(pb::host_event::Kind::Metrics, wire, now_ms);
+        }
+    }
+
+    /// Records what the host's agent says about its container runtime
+    /// (empty: healthy); publishes an inventory event when it changes.
+    pub fn runtime_reported(&self, host_id: &str, error: &str, now_ms: i64) {
+        let changed = {
+            let mut hosts = self.write();
+            let Some(entry) = hosts.get_mut(host_id) else {
+                return;
+            };
+            if entry.runtime_error == error {
+                None
+            } else {
+                entry.runtime_error = error.to_owned();
+                Some(Self::to_wire(entry))
+            }
+        };
+        if let Some(wire) = changed {
+            self.publish(pb::host_event::Kind::Inventory, wire, now_ms);
         }
     }
 

@@ -24,6 +24,16 @@ impl Agent {
 
     /// `argosy-agent run --state-dir <new dir> ARGS…`.
     pub fn start_with(env: &TestEnv, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_env(env, args, &[])
+    }
+
+    /// Like [`Agent::start_with`], with extra environment variables (e.g. a
+    /// `DOCKER_HOST` of its own).
+    pub fn start_with_env(
+        env: &TestEnv,
+        args: &[&str],
+        vars: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let dir = env.new_dir("agent");
         let state_dir = dir.join("state");
         let log = dir.join("agent.log");
@@ -35,7 +45,12 @@ impl Agent {
             name: "the agent".into(),
             program: binaries().agent.clone(),
             args: all,
-            env: vec![("ARGOSY_LOG_LEVEL".into(), "info".into())],
+            env: std::iter::once(("ARGOSY_LOG_LEVEL".into(), "info".into()))
+                .chain(
+                    vars.iter()
+                        .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+                )
+                .collect(),
             log,
         };
         Ok(Self {

@@ -12,7 +12,8 @@ both_stores!(
     agent_killed_mid_rollout,
     missing_image_fails_naming_it,
     port_in_use_fails_with_that_message,
-    out_of_memory_is_reported_and_restarted
+    out_of_memory_is_reported_and_restarted,
+    docker_engine_down_is_reported_and_recovers
 );
 
 fn docker_host() -> String {
@@ -338,4 +339,100 @@ async fn out_of_memory_is_reported_and_restarted(env: &TestEnv) -> anyhow::Resul
     agent.kill().await?;
     remove(&svc).await;
     Ok(())
+}
+
+/// Runs `scripts/docker-engine start|stop DIR`; returns the DOCKER_HOST it printed.
+async fn engine(action: &str, dir: &std::path::Path) -> anyhow::Result<String> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/docker-engine");
+    let output = tokio::process::Command::new("bash")
+        .arg(script)
+        .arg(action)
+        .arg(dir)
+        .output()
+        .await?;
+    ensure!(
+        output.status.success(),
+        "scripts/docker-engine {action} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout)?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("DOCKER_HOST="))
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// The Docker engine stops under a running agent: the host reports a
+/// precise runtime error; when the engine returns the error clears and the
+/// workload runs again.
+async fn docker_engine_down_is_reported_and_recovers(env: &TestEnv) -> anyhow::Result<()> {
+    let cp = ControlPlane::start(env, &[]).await?;
+    // An engine of this test's own, so stopping it disturbs no other test.
+    let dir = std::path::PathBuf::from(format!(
+        "/tmp/argosy-dk-{}",
+        rand::random::<u32>() % 1_000_000
+    ));
+    let host = engine("start", &dir).await?;
+    let result = async {
+        let join = cp.join_string("eu-west", &[], 1).await?;
+        let mut agent = Agent::start_with_env(
+            env,
+            &["--join", &join, "--interval", "1s"],
+            &[("DOCKER_HOST", &host)],
+        )?;
+        let id = agent.wait_enrolled().await?;
+        cp.wait_online(&id).await?;
+        let svc = name("engine");
+        let text = format!(
+            "name: {svc}\nimage: argosy-test/web:v1\nreplicas: 1\nresources:\n  memory: 32MiB\n\
+             update:\n  strategy: rolling\n  min_healthy_time: 1s\n  healthy_deadline: 30s\n"
+        );
+        apply(&cp, &env.new_dir("specs"), "engine.yaml", &text).await?;
+        eventually_within("the service healthy", Duration::from_secs(60), || async {
+            ensure!(service(&cp, &svc).await?["healthy"] == 1, "not yet");
+            Ok(())
+        })
+        .await?;
+        engine("stop", &dir).await?;
+        eventually_within(
+            "the host to report its engine down",
+            Duration::from_secs(60),
+            || async {
+                let h = cp.host(&id).await?;
+                ensure!(
+                    h.runtime_error.contains("not reachable"),
+                    "runtime_error {:?}",
+                    h.runtime_error
+                );
+                Ok(())
+            },
+        )
+        .await?;
+        engine("start", &dir).await?;
+        eventually_within(
+            "the engine back and the service healthy",
+            Duration::from_secs(90),
+            || async {
+                let h = cp.host(&id).await?;
+                ensure!(
+                    h.runtime_error.is_empty(),
+                    "runtime_error {:?}",
+                    h.runtime_error
+                );
+                ensure!(
+                    service(&cp, &svc).await?["healthy"] == 1,
+                    "not healthy again yet"
+                );
+                Ok(())
+            },
+        )
+        .await?;
+        agent.kill().await?;
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = engine("stop", &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }

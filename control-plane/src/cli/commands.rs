@@ -247,6 +247,9 @@ fn print_host(h: &pb::Host) {
         ago(h.certificate_not_after_ms, now)
     );
     println!("interval:      {}s", h.interval_seconds);
+    if !h.runtime_error.is_empty() {
+        println!("runtime:       cannot run containers: {}", h.runtime_error);
+    }
     if let Some(i) = &h.inventory {
         println!(
             "os:            {} {} (kernel {}, {})",

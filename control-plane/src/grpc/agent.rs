@@ -356,6 +356,14 @@ async fn run_session(
             }
             Some(agent_message::Body::Allocations(report)) => {
                 cp.fleet.heard_from(&host_id, now);
+                if !report.host_error.is_empty() {
+                    tracing::warn!(
+                        host_id,
+                        error = report.host_error,
+                        "the host cannot run containers"
+                    );
+                }
+                cp.fleet.runtime_reported(&host_id, &report.host_error, now);
                 if let Err(error) = cp.deploy.report(&host_id, report).await {
                     // Not acknowledged: the agent reports again on the next change or reconnect.
                     tracing::warn!(host_id, %error, "could not take in the allocation report");
