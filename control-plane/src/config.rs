@@ -48,6 +48,10 @@ pub struct ServerArgs {
     /// Folder with argosy-agent binaries to serve; defaults to this binary's folder.
     #[arg(long, env = "ARGOSY_AGENT_BINARY_DIR")]
     pub agent_binary_dir: Option<PathBuf>,
+    /// How long a host may stay offline before its allocations are started
+    /// again on other hosts.
+    #[arg(long, env = "ARGOSY_RESCHEDULE_GRACE", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub reschedule_grace: Duration,
     /// Serve plain HTTP on a non-loopback address (the dashboard and API
     /// tokens then cross the network unencrypted). Off by default.
     #[arg(long, env = "ARGOSY_ALLOW_INSECURE_HTTP")]
@@ -65,6 +69,10 @@ pub enum ConfigError {
     CertTtl(Duration),
     #[error("--offline-after-intervals must be at least 1")]
     OfflineAfter,
+    #[error(
+        "--reschedule-grace must be at least 1s (got {0:?}): a shorter grace moves workloads on every network blip"
+    )]
+    RescheduleGrace(Duration),
     #[error("--advertise-addr {0:?} must be host:port")]
     AdvertiseAddr(String),
     #[error("--public-url {0:?} must start with http:// or https://")]
@@ -106,6 +114,9 @@ impl ServerArgs {
         }
         if self.offline_after_intervals == 0 {
             return Err(ConfigError::OfflineAfter);
+        }
+        if self.reschedule_grace < Duration::from_secs(1) {
+            return Err(ConfigError::RescheduleGrace(self.reschedule_grace));
         }
         if !(self.retention_raw <= self.retention_minute
             && self.retention_minute <= self.retention_hour)
@@ -212,6 +223,10 @@ mod tests {
                 .unwrap_err(),
             ConfigError::OfflineAfter
         );
+        assert!(matches!(
+            parse(&["--reschedule-grace", "100ms"]).validate("h"),
+            Err(ConfigError::RescheduleGrace(_))
+        ));
         assert!(matches!(
             parse(&["--advertise-addr", "nohost"]).validate("h"),
             Err(ConfigError::AdvertiseAddr(_))

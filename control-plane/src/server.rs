@@ -194,6 +194,7 @@ pub async fn start(args: &ServerArgs) -> Result<Running, StartError> {
         offline_after_intervals: args.offline_after_intervals,
         retention: validated.retention,
         agent_binary_dir,
+        reschedule_grace: args.reschedule_grace,
     };
     let cp = ControlPlane::new(store.clone(), fleet, ca.clone(), clock.clone(), settings);
 

@@ -27,6 +27,8 @@ pub struct Settings {
     pub retention: Retention,
     /// Folder holding `argosy-agent-<os>-<arch>` binaries to serve.
     pub agent_binary_dir: PathBuf,
+    /// How long a host may stay offline before its allocations move.
+    pub reschedule_grace: std::time::Duration,
 }
 
 /// Counters for the control plane's own `/metrics`.
@@ -103,7 +105,8 @@ impl ControlPlane {
                 store.clone(),
                 fleet.clone(),
                 clock.clone(),
-            ),
+            )
+            .with_reschedule_grace(settings.reschedule_grace),
             store,
             fleet,
             ca,

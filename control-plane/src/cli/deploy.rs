@@ -1,5 +1,5 @@
 //! The deployment commands of the CLI: `apply`, `services`, `revisions`,
-//! `deployments` and `rollback`.
+//! `deployments`, `rollback`, `scale` and `stop`.
 
 use super::client::{ClientArgs, Connection, connect, status_error};
 use super::output::{Output, ago, table, when};
@@ -154,7 +154,10 @@ fn service_json(s: &pb::Service) -> serde_json::Value {
     json!({
         "name": s.name, "current_revision": s.current_revision, "stable_revision": s.stable_revision,
         "replicas": s.replicas, "running": s.running, "healthy": s.healthy,
-        "active_deployment_id": s.active_deployment_id,
+        "active_deployment_id": s.active_deployment_id, "stopped": s.stopped,
+        "history": s.history.iter().map(|e| json!({
+            "seq": e.seq, "at_ms": e.at_ms, "deployment_id": e.deployment_id, "message": e.message,
+        })).collect::<Vec<_>>(),
         "allocations": s.allocations.iter().map(|a| json!({
             "id": a.id, "revision": a.revision, "host_id": a.host_id, "state": a.state, "health": a.health,
             "stopping": a.stopping, "message": a.message, "restarts": a.restarts, "oom_killed": a.oom_killed,
@@ -213,64 +216,77 @@ pub(super) async fn services(command: ServicesCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            match connection.output {
-                Output::Json => println!("{}", service_json(&s)),
-                Output::Table => {
-                    println!("service:   {}", s.name);
-                    println!(
-                        "revision:  {} (last successful: {})",
-                        s.current_revision, s.stable_revision
-                    );
-                    println!(
-                        "healthy:   {} of {} replicas ({} running)",
-                        s.healthy, s.replicas, s.running
-                    );
-                    if !s.active_deployment_id.is_empty() {
-                        println!("deploying: {}", s.active_deployment_id);
-                    }
-                    let rows = s
-                        .allocations
-                        .iter()
-                        .map(|a| {
-                            vec![
-                                a.id.clone(),
-                                a.revision.to_string(),
-                                if a.host_id.is_empty() {
-                                    "-".into()
-                                } else {
-                                    a.host_id.clone()
-                                },
-                                if a.stopping {
-                                    format!("{} (stopping)", a.state)
-                                } else {
-                                    a.state.clone()
-                                },
-                                a.health.clone(),
-                                a.restarts.to_string(),
-                                a.message.clone(),
-                            ]
-                        })
-                        .collect();
-                    println!(
-                        "{}",
-                        table(
-                            &[
-                                "allocation",
-                                "rev",
-                                "host",
-                                "state",
-                                "health",
-                                "restarts",
-                                "message"
-                            ],
-                            rows
-                        )
-                    );
+            print_service(connection.output, &s);
+        }
+    }
+    Ok(())
+}
+
+fn print_service(output: Output, s: &pb::Service) {
+    match output {
+        Output::Json => println!("{}", service_json(s)),
+        Output::Table => {
+            println!("service:   {}", s.name);
+            println!(
+                "revision:  {} (last successful: {})",
+                s.current_revision, s.stable_revision
+            );
+            if s.stopped {
+                println!("stopped:   yes (`argosy scale` or `argosy apply` starts it again)");
+            }
+            println!(
+                "healthy:   {} of {} replicas ({} running)",
+                s.healthy, s.replicas, s.running
+            );
+            if !s.active_deployment_id.is_empty() {
+                println!("deploying: {}", s.active_deployment_id);
+            }
+            let rows = s
+                .allocations
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.id.clone(),
+                        a.revision.to_string(),
+                        if a.host_id.is_empty() {
+                            "-".into()
+                        } else {
+                            a.host_id.clone()
+                        },
+                        if a.stopping {
+                            format!("{} (stopping)", a.state)
+                        } else {
+                            a.state.clone()
+                        },
+                        a.health.clone(),
+                        a.restarts.to_string(),
+                        a.message.clone(),
+                    ]
+                })
+                .collect();
+            println!(
+                "{}",
+                table(
+                    &[
+                        "allocation",
+                        "rev",
+                        "host",
+                        "state",
+                        "health",
+                        "restarts",
+                        "message"
+                    ],
+                    rows
+                )
+            );
+            if !s.history.is_empty() {
+                println!("history:");
+                for e in &s.history {
+                    println!("  {} [{}] {}", when(e.at_ms), e.deployment_id, e.message);
                 }
             }
         }
     }
-    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -310,6 +326,15 @@ pub(super) async fn revisions(args: RevisionsArgs) -> anyhow::Result<()> {
 
 #[derive(Debug, Subcommand)]
 pub(super) enum DeploymentsCommand {
+    /// List deployments, newest first: all, or those of one service.
+    List {
+        service: Option<String>,
+        /// At most this many (default 50).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show a deployment.
     Show {
         id: String,
@@ -340,6 +365,12 @@ pub(super) enum DeploymentsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Stop the new revision at once and restore the old one.
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 fn print_deployment(output: Output, d: &pb::Deployment) {
@@ -360,29 +391,100 @@ fn print_deployment(output: Output, d: &pb::Deployment) {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Steer {
+    Show,
+    Watch,
+    Promote,
+    Pause,
+    Resume,
+    Cancel,
+}
+
 pub(super) async fn deployments(command: DeploymentsCommand) -> anyhow::Result<()> {
-    let (id, client, action) = match command {
-        DeploymentsCommand::Show { id, client } => (id, client, "show"),
-        DeploymentsCommand::Watch { id, client } => (id, client, "watch"),
-        DeploymentsCommand::Promote { id, client } => (id, client, "promote"),
-        DeploymentsCommand::Pause { id, client } => (id, client, "pause"),
-        DeploymentsCommand::Resume { id, client } => (id, client, "resume"),
+    let (id, client, steer) = match command {
+        DeploymentsCommand::List {
+            service,
+            limit,
+            client,
+        } => return list_deployments(service, limit, client).await,
+        DeploymentsCommand::Show { id, client } => (id, client, Steer::Show),
+        DeploymentsCommand::Watch { id, client } => (id, client, Steer::Watch),
+        DeploymentsCommand::Promote { id, client } => (id, client, Steer::Promote),
+        DeploymentsCommand::Pause { id, client } => (id, client, Steer::Pause),
+        DeploymentsCommand::Resume { id, client } => (id, client, Steer::Resume),
+        DeploymentsCommand::Cancel { id, client } => (id, client, Steer::Cancel),
     };
     let connection = connect(&client)?;
-    if action == "watch" {
+    if steer == Steer::Watch {
         return watch(&connection, &id).await;
     }
     let mut api = deploy_client(&connection);
     let request = pb::DeploymentCommand { id: id.clone() };
-    let d = match action {
-        "promote" => api.promote(request).await,
-        "pause" => api.pause(request).await,
-        "resume" => api.resume(request).await,
-        _ => api.get_deployment(pb::GetDeploymentRequest { id }).await,
+    let d = match steer {
+        Steer::Promote => api.promote(request).await,
+        Steer::Pause => api.pause(request).await,
+        Steer::Resume => api.resume(request).await,
+        Steer::Cancel => api.cancel(request).await,
+        Steer::Show | Steer::Watch => api.get_deployment(pb::GetDeploymentRequest { id }).await,
     }
     .map_err(status_error)?
     .into_inner();
     print_deployment(connection.output, &d);
+    Ok(())
+}
+
+async fn list_deployments(
+    service: Option<String>,
+    limit: u32,
+    client: ClientArgs,
+) -> anyhow::Result<()> {
+    let connection = connect(&client)?;
+    let list = deploy_client(&connection)
+        .list_deployments(pb::ListDeploymentsRequest {
+            service: service.unwrap_or_default(),
+            limit,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .deployments;
+    match connection.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::Value::Array(list.iter().map(deployment_json).collect())
+        ),
+        Output::Table => {
+            let now = SystemClock.now_ms();
+            let rows = list
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.id.clone(),
+                        d.service.clone(),
+                        if d.from_revision == 0 {
+                            d.to_revision.to_string()
+                        } else {
+                            format!("{} → {}", d.from_revision, d.to_revision)
+                        },
+                        d.strategy.clone(),
+                        d.phase.clone(),
+                        d.created_by.clone(),
+                        ago(d.created_at_ms, now),
+                    ]
+                })
+                .collect();
+            println!(
+                "{}",
+                table(
+                    &[
+                        "id", "service", "revision", "strategy", "phase", "by", "started"
+                    ],
+                    rows
+                )
+            );
+        }
+    }
     Ok(())
 }
 
@@ -408,4 +510,60 @@ pub(super) async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
         .into_inner();
     print_deployment(connection.output, &d);
     Ok(())
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ScaleArgs {
+    service: String,
+    /// How many allocations should run (0 to 1000).
+    replicas: u32,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+pub(super) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
+    let connection = connect(&args.client)?;
+    let change = deploy_client(&connection)
+        .scale(pb::ScaleRequest {
+            service: args.service,
+            replicas: args.replicas,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    print_change(connection.output, &change);
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub(super) struct StopArgs {
+    service: String,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+pub(super) async fn stop(args: StopArgs) -> anyhow::Result<()> {
+    let connection = connect(&args.client)?;
+    let change = deploy_client(&connection)
+        .stop_service(pb::StopServiceRequest {
+            service: args.service,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    print_change(connection.output, &change);
+    Ok(())
+}
+
+fn print_change(output: Output, change: &pb::ServiceChange) {
+    match output {
+        Output::Json => println!(
+            "{}",
+            json!({
+                "started": change.started, "stopping": change.stopping, "message": change.message,
+                "service": change.service.as_ref().map(service_json),
+            })
+        ),
+        Output::Table => println!("{}", change.message),
+    }
 }

@@ -64,11 +64,15 @@ enum Command {
     Services(deploy::ServicesCommand),
     /// The revisions of a service.
     Revisions(deploy::RevisionsArgs),
-    /// Deployments: show, watch, promote, pause, resume.
+    /// Deployments: list, show, watch, promote, pause, resume, cancel.
     #[command(subcommand)]
     Deployments(deploy::DeploymentsCommand),
-    /// Deploy an earlier revision of a service.
+    /// Deploy an earlier revision of a service (or revert the one in progress).
     Rollback(deploy::RollbackArgs),
+    /// Change how many allocations of a service run, until its next deployment.
+    Scale(deploy::ScaleArgs),
+    /// Drain and stop every allocation of a service (`scale` or `apply` starts it again).
+    Stop(deploy::StopArgs),
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -130,5 +134,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Revisions(args) => deploy::revisions(args).await,
         Command::Deployments(command) => deploy::deployments(command).await,
         Command::Rollback(args) => deploy::rollback(args).await,
+        Command::Scale(args) => deploy::scale(args).await,
+        Command::Stop(args) => deploy::stop(args).await,
     }
 }

@@ -5,14 +5,20 @@
 //! drain and stop allocations, record history), and pushes each affected
 //! host its desired state over its session.
 //!
+//! Outside deployments it scales a service ([`plan_scale`]), stops it, and
+//! in [`Deployments::tick`] replaces the allocations of hosts that stayed
+//! offline past the reschedule grace ([`lost_allocations`]). Every operation
+//! is written into a deployment's history with who asked for it: the active
+//! deployment, or the service's latest one when none is active.
+//!
 //! One controller mutates at a time (a lock); every decision is stored
 //! before its effects are pushed, so a restarted control plane continues
 //! from the store.
 
-use super::model::ServiceSpec;
+use super::model::{Placement, RegionCount, ServiceSpec};
 use super::rollout::{self, Deployment, Effect, Event, Health, Observed, ObservedAllocation};
 use super::scheduler::{
-    self, AllocationRequest, Capacity, HostCandidate, HostPort, SchedulerConfig,
+    self, AllocationRequest, Capacity, HostCandidate, HostPort, HostedAllocation, SchedulerConfig,
 };
 use super::spec::{self, Format, SpecErrors};
 use super::wire;
@@ -24,7 +30,12 @@ use argosy_proto::v1::{self as pb, allocation_status, control_message};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::broadcast;
+
+/// How long a host may stay offline before its allocations are replaced
+/// elsewhere, unless [`Deployments::with_reschedule_grace`] says otherwise.
+pub const DEFAULT_RESCHEDULE_GRACE: Duration = Duration::from_secs(60);
 
 /// Why a deployment request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -44,13 +55,27 @@ pub enum DeployError {
     #[error("service {service} has no earlier successful revision to roll back to; pass --to REV")]
     NothingToRollBackTo { service: String },
     #[error(
-        "deployment {id} of {service} is still {phase}; wait for it, or pause it with `argosy deployments pause {id}`"
+        "deployment {id} of {service} is still {phase}; wait for it to end (`argosy deployments watch {id}`) or cancel it (`argosy deployments cancel {id}`) before you {action}"
     )]
     Busy {
         id: String,
         service: String,
         phase: String,
+        /// What was refused: `apply a spec`, `roll back`, `scale`, `stop it`.
+        action: &'static str,
     },
+    #[error("{0} replicas is out of range: ask for 0 to {max}", max = spec::MAX_REPLICAS)]
+    Replicas(u32),
+    #[error(
+        "service {service} places exactly {exact} replicas by region (spec.placement.regions), so it cannot run {replicas}; change the region counts in the spec and apply it"
+    )]
+    ExactRegions {
+        service: String,
+        exact: u32,
+        replicas: u32,
+    },
+    #[error("service {0} has no deployed revision; deploy one with `argosy apply`")]
+    NotDeployed(String),
     #[error(transparent)]
     Rejected(#[from] rollout::Rejected),
     #[error(
@@ -76,12 +101,33 @@ pub struct Applied {
     pub deployment: Option<DeploymentRow>,
 }
 
+/// What `scale` or `stop` did to a service.
+#[derive(Debug, Clone)]
+pub struct ServiceChange {
+    /// The service as stored afterwards.
+    pub service: ServiceRow,
+    /// Allocations created.
+    pub started: u32,
+    /// Allocations told to drain and stop.
+    pub stopping: u32,
+    /// The line written into the history.
+    pub message: String,
+}
+
 /// The deployment controller.
 pub struct Deployments {
     store: Store,
     fleet: Arc<Fleet>,
     clock: Arc<dyn Clock>,
     scheduler: SchedulerConfig,
+    /// How long a host may stay offline before its allocations move.
+    reschedule_grace: Duration,
+    /// When this controller started: hosts it has not heard from since
+    /// count as offline from here, not from their stored last contact.
+    started_ms: i64,
+    /// Lost allocations no other host could take, already noted in the
+    /// history (so a retry every tick does not repeat it).
+    stuck: Mutex<BTreeSet<String>>,
     lock: tokio::sync::Mutex<()>,
     specs: Mutex<HashMap<(String, i64), Arc<ServiceSpec>>>,
     events: broadcast::Sender<String>,
@@ -145,17 +191,156 @@ pub fn observed_health(row: &AllocationRow, status: &ReportedStatus) -> Health {
     }
 }
 
+/// A live allocation (meant to run) as scaling weighs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    pub id: String,
+    pub health: Health,
+    pub created_at_ms: i64,
+}
+
+/// What scaling a service outside a deployment does.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScalePlan {
+    /// Allocations of the current revision to create.
+    pub start: u32,
+    /// Allocations to drain and stop, most expendable first.
+    pub stop: Vec<String>,
+}
+
+/// Brings the `live` allocations of a service (any revision) to `replicas`:
+/// starts what is missing, or stops the surplus — first those that do not
+/// work (failed, unhealthy, exited), then those not up yet (pending,
+/// starting), then the newest healthy ones. So no healthy allocation stops
+/// while a worse one is kept, and min(healthy, `replicas`) healthy ones stay.
+pub fn plan_scale(live: &[Replica], replicas: u32) -> ScalePlan {
+    let want = usize::try_from(replicas).unwrap_or(usize::MAX);
+    if live.len() <= want {
+        return ScalePlan {
+            start: u32::try_from(want - live.len()).unwrap_or(u32::MAX),
+            stop: Vec::new(),
+        };
+    }
+    let worth = |health: Health| match health {
+        Health::Failed | Health::Stopped | Health::Unhealthy => 0,
+        Health::Pending | Health::Starting => 1,
+        Health::Healthy { .. } => 2,
+    };
+    let mut order: Vec<&Replica> = live.iter().collect();
+    order.sort_by(|a, b| {
+        worth(a.health)
+            .cmp(&worth(b.health))
+            .then(b.created_at_ms.cmp(&a.created_at_ms))
+            .then(b.id.cmp(&a.id))
+    });
+    ScalePlan {
+        start: 0,
+        stop: order
+            .into_iter()
+            .take(live.len() - want)
+            .map(|r| r.id.clone())
+            .collect(),
+    }
+}
+
+/// The replica count a placement pins, when every region it lists has an
+/// exact count (`None`: any count fits).
+pub fn pinned_replicas(placement: &Placement) -> Option<u32> {
+    if placement.regions.is_empty() {
+        return None;
+    }
+    placement
+        .regions
+        .iter()
+        .map(|r| match r.count {
+            RegionCount::Exactly(n) => Some(n),
+            RegionCount::Spread => None,
+        })
+        .sum()
+}
+
+/// The allocations meant to run whose host has been gone longer than
+/// `grace`: revoked, unknown, or offline — counted from when it was last
+/// heard from, but never from before `watching_since_ms`, when this
+/// controller started (a restarted control plane has not heard from anyone
+/// yet, and the stored last contact may be old). Pending and stopping
+/// allocations are not lost: they run nowhere.
+pub fn lost_allocations(
+    hosts: &[HostCandidate],
+    allocations: &[AllocationRow],
+    now_ms: i64,
+    grace: Duration,
+    watching_since_ms: i64,
+) -> Vec<String> {
+    let hosts: Vec<HostCandidate> = hosts
+        .iter()
+        .map(|h| {
+            let mut h = h.clone();
+            if let scheduler::HostStatus::Offline { last_seen_ms } = h.status {
+                h.status = scheduler::HostStatus::Offline {
+                    last_seen_ms: Some(
+                        last_seen_ms
+                            .unwrap_or(watching_since_ms)
+                            .max(watching_since_ms),
+                    ),
+                };
+            }
+            h
+        })
+        .collect();
+    let placed: Vec<HostedAllocation> = allocations
+        .iter()
+        .filter(|a| a.desired_run)
+        .filter_map(|a| {
+            Some(HostedAllocation {
+                id: a.id.clone(),
+                host_id: a.host_id.clone()?,
+            })
+        })
+        .collect();
+    scheduler::allocations_to_reschedule(&hosts, &placed, now_ms, grace)
+}
+
+/// Why a host counts as gone, for the history: `has been offline for 1m 5s`.
+fn host_gone_text(host_id: &str, hosts: &[HostCandidate], now_ms: i64, since_ms: i64) -> String {
+    match hosts.iter().find(|h| h.id == host_id).map(|h| h.status) {
+        None => "is no longer in the fleet".to_owned(),
+        Some(scheduler::HostStatus::Revoked) => "was revoked".to_owned(),
+        Some(scheduler::HostStatus::Online) => "is online".to_owned(),
+        Some(scheduler::HostStatus::Offline { last_seen_ms }) => {
+            let from = last_seen_ms.unwrap_or(since_ms).max(since_ms);
+            // Rounded up: past a grace of 5s reads "6s", not "5s".
+            let secs = u64::try_from((now_ms - from + 999) / 1000).unwrap_or(0);
+            format!(
+                "has been offline for {}",
+                humantime::format_duration(Duration::from_secs(secs))
+            )
+        }
+    }
+}
+
 impl Deployments {
     pub fn new(store: Store, fleet: Arc<Fleet>, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
             fleet,
+            started_ms: clock.now_ms(),
             clock,
             scheduler: SchedulerConfig::default(),
+            reschedule_grace: DEFAULT_RESCHEDULE_GRACE,
+            stuck: Mutex::new(BTreeSet::new()),
             lock: tokio::sync::Mutex::new(()),
             specs: Mutex::new(HashMap::new()),
             events: broadcast::channel(1024).0,
         }
+    }
+
+    /// How long a host may stay offline before [`Deployments::tick`]
+    /// replaces its allocations on other hosts (default
+    /// [`DEFAULT_RESCHEDULE_GRACE`]).
+    pub fn with_reschedule_grace(mut self, grace: Duration) -> Self {
+        self.reschedule_grace = grace;
+        self
     }
 
     /// Deployment ids whose history grew, for watchers.
@@ -228,6 +413,7 @@ impl Deployments {
                 id: active.id,
                 service: spec.name,
                 phase: active.phase,
+                action: "apply a spec",
             });
         }
         let (revision, created) = self
@@ -247,7 +433,9 @@ impl Deployments {
             .service(&spec.name)
             .await?
             .ok_or_else(|| DeployError::NoService(spec.name.clone()))?;
-        if !created && service.current_revision == Some(revision.number) {
+        // The same spec again changes nothing, unless the service was
+        // stopped: then applying it starts it again.
+        if !created && service.current_revision == Some(revision.number) && !service.stopped {
             return Ok(Applied {
                 service: spec.name,
                 revision: revision.number,
@@ -256,7 +444,7 @@ impl Deployments {
             });
         }
         let deployment = self
-            .start_deployment(service, revision.number, spec, actor, now)
+            .start_deployment(service, revision.number, spec, actor, "", now)
             .await?;
         Ok(Applied {
             service: deployment.service.clone(),
@@ -266,15 +454,23 @@ impl Deployments {
         })
     }
 
+    /// Starts a deployment of revision `to`; `note` ends its first history
+    /// line (` (rollback)`).
     async fn start_deployment(
         &self,
         mut service: ServiceRow,
         to: i64,
         spec: ServiceSpec,
         actor: &str,
+        note: &str,
         now: i64,
     ) -> Result<DeploymentRow, DeployError> {
-        let from = service.current_revision.filter(|r| *r != to);
+        // A stopped service runs nothing: there is nothing to roll from (or
+        // revert to).
+        let from = service
+            .current_revision
+            .filter(|r| *r != to && !service.stopped);
+        let was_stopped = service.stopped;
         let id = format!("d-{}", random_id(10));
         let machine = Deployment::new(
             id.clone(),
@@ -304,12 +500,16 @@ impl Deployments {
         service.stopped = false;
         service.updated_at_ms = now;
         self.store.update_service(&service).await?;
-        let from_text = from.map_or("nothing".to_owned(), |r| format!("revision {r}"));
+        let from_text = match from {
+            Some(r) => format!("revision {r}"),
+            None if was_stopped => "nothing: the service was stopped".to_owned(),
+            None => "nothing".to_owned(),
+        };
         self.record(
             &id,
             now,
             &format!(
-                "deployment of {} revision {to} (from {from_text}) started by {actor}",
+                "deployment of {} revision {to} (from {from_text}) started by {actor}{note}",
                 service.name
             ),
         )
@@ -328,6 +528,33 @@ impl Deployments {
             .await?;
         let _ = self.events.send(deployment_id.to_owned());
         Ok(())
+    }
+
+    /// Writes `message` into the history of the service's active
+    /// deployment, or of its latest one when none is active, and logs it.
+    async fn record_for_service(
+        &self,
+        service: &str,
+        at_ms: i64,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        tracing::info!(service, "{message}");
+        let target = match self.store.active_deployment(service).await? {
+            Some(active) => Some(active),
+            None => self
+                .store
+                .list_deployments(Some(service), 1)
+                .await?
+                .into_iter()
+                .next(),
+        };
+        match target {
+            Some(deployment) => self.record(&deployment.id, at_ms, message).await,
+            None => {
+                tracing::warn!(service, "the service has no deployment to record this in");
+                Ok(())
+            }
+        }
     }
 
     async fn observed(&self, service: &str) -> Result<(Vec<AllocationRow>, Observed), StoreError> {
@@ -406,52 +633,26 @@ impl Deployments {
             Effect::StartAllocations { revision, count } => {
                 let number: i64 = revision.parse().unwrap_or(row.to_revision);
                 let spec = self.spec_of(&row.service, number).await?;
-                let mut created = Vec::new();
-                for _ in 0..count {
-                    created.push(AllocationRow {
-                        id: format!("a-{}", random_id(12)),
-                        service: row.service.clone(),
-                        revision: number,
-                        deployment_id: Some(row.id.clone()),
-                        host_id: None,
-                        desired_run: true,
-                        state: "pending".into(),
-                        health: "starting".into(),
-                        status_json: "{}".into(),
-                        pending_reason: None,
-                        created_at_ms: now,
-                        updated_at_ms: now,
-                    });
-                }
-                self.place(&mut created, &spec).await?;
-                touched.extend(created.iter().filter_map(|a| a.host_id.clone()));
-                self.store.upsert_allocations(&created).await?;
-                let placed = created.iter().filter(|a| a.host_id.is_some()).count();
-                let mut message =
-                    format!("started {count} allocation(s) of revision {number}: {placed} placed");
-                if let Some(reason) = created.iter().find_map(|a| a.pending_reason.clone()) {
-                    message.push_str(&format!(", {} pending: {reason}", created.len() - placed));
-                }
+                let created = self
+                    .create_allocations(
+                        &row.service,
+                        number,
+                        &spec,
+                        spec.replicas,
+                        count,
+                        Some(&row.id),
+                        now,
+                        touched,
+                    )
+                    .await?;
+                let message = format!(
+                    "started {count} allocation(s) of revision {number}: {}",
+                    placement_text(&created)
+                );
                 self.record(&row.id, now, &message).await?;
             }
             Effect::StopAllocations { ids } => {
-                let mut rows = Vec::new();
-                for id in &ids {
-                    if let Some(mut a) = self.store.allocation(id).await? {
-                        a.desired_run = false;
-                        a.updated_at_ms = now;
-                        if let Some(host) = &a.host_id {
-                            touched.insert(host.clone());
-                        }
-                        rows.push(a);
-                    }
-                }
-                // Never placed: nothing runs, forget it now.
-                let (unplaced, placed): (Vec<_>, Vec<_>) =
-                    rows.into_iter().partition(|a| a.host_id.is_none());
-                self.store.upsert_allocations(&placed).await?;
-                let forget: Vec<String> = unplaced.into_iter().map(|a| a.id).collect();
-                self.store.delete_allocations(&forget).await?;
+                self.stop_allocations(&ids, now, touched).await?;
                 self.record(
                     &row.id,
                     now,
@@ -496,11 +697,62 @@ impl Deployments {
         Ok(())
     }
 
+    /// Creates `count` allocations of revision `number` of `service` (which
+    /// wants `replicas` in all), places them and stores them.
+    #[allow(clippy::too_many_arguments)]
+    async fn create_allocations(
+        &self,
+        service: &str,
+        number: i64,
+        spec: &ServiceSpec,
+        replicas: u32,
+        count: u32,
+        deployment_id: Option<&str>,
+        now: i64,
+        touched: &mut BTreeSet<String>,
+    ) -> Result<Vec<AllocationRow>, DeployError> {
+        let mut created: Vec<AllocationRow> = (0..count)
+            .map(|_| new_allocation(service, number, deployment_id, now))
+            .collect();
+        self.place(&mut created, spec, replicas).await?;
+        touched.extend(created.iter().filter_map(|a| a.host_id.clone()));
+        self.store.upsert_allocations(&created).await?;
+        Ok(created)
+    }
+
+    /// Tells these allocations to drain and stop; those never placed run
+    /// nowhere and are forgotten at once.
+    async fn stop_allocations(
+        &self,
+        ids: &[String],
+        now: i64,
+        touched: &mut BTreeSet<String>,
+    ) -> Result<(), DeployError> {
+        let mut rows = Vec::new();
+        for id in ids {
+            if let Some(mut a) = self.store.allocation(id).await? {
+                a.desired_run = false;
+                a.updated_at_ms = now;
+                if let Some(host) = &a.host_id {
+                    touched.insert(host.clone());
+                }
+                rows.push(a);
+            }
+        }
+        let (unplaced, placed): (Vec<_>, Vec<_>) =
+            rows.into_iter().partition(|a| a.host_id.is_none());
+        self.store.upsert_allocations(&placed).await?;
+        let forget: Vec<String> = unplaced.into_iter().map(|a| a.id).collect();
+        self.store.delete_allocations(&forget).await?;
+        Ok(())
+    }
+
     /// The scheduler's view of every host.
     async fn candidates(&self) -> Result<Vec<HostCandidate>, DeployError> {
         let hosts = self.fleet.list("", &HashMap::new());
         let mut candidates = Vec::with_capacity(hosts.len());
         for host in hosts {
+            let mut candidate = host_candidate(&host);
             let rows = self.store.allocations_for_host(&host.id).await?;
             let mut placed = Vec::new();
             for a in rows.iter().filter(|a| a.desired_run) {
@@ -512,43 +764,27 @@ impl Deployments {
                     HostPort::published(&spec.ports),
                 ));
             }
-            let (reserved, ports_in_use, allocations) = scheduler::tally(
+            (
+                candidate.reserved,
+                candidate.ports_in_use,
+                candidate.allocations,
+            ) = scheduler::tally(
                 placed
                     .iter()
                     .map(|(s, r, c, p)| (s.as_str(), r.as_str(), *c, p.as_slice())),
             );
-            let inventory = host.inventory.clone().unwrap_or_default();
-            let status = match pb::HostStatus::try_from(host.status) {
-                Ok(pb::HostStatus::Online) => scheduler::HostStatus::Online,
-                Ok(pb::HostStatus::Revoked) => scheduler::HostStatus::Revoked,
-                _ => scheduler::HostStatus::Offline {
-                    last_seen_ms: (host.last_seen_ms > 0).then_some(host.last_seen_ms),
-                },
-            };
-            let docker = inventory.docker.clone().unwrap_or_default();
-            candidates.push(HostCandidate {
-                id: host.id.clone(),
-                region: host.region.clone(),
-                labels: host.labels.clone().into_iter().collect(),
-                status,
-                schedulable: docker.available,
-                capacity: Capacity::new(
-                    u64::from(inventory.cpu_count) * 1000,
-                    inventory.memory_bytes,
-                ),
-                reserved,
-                ports_in_use,
-                allocations,
-            });
+            candidates.push(candidate);
         }
         Ok(candidates)
     }
 
-    /// Places `allocations` (all of one revision), setting host or reason.
+    /// Places `allocations` (all of one revision of a service that wants
+    /// `replicas` in all), setting host or reason.
     async fn place(
         &self,
         allocations: &mut [AllocationRow],
         spec: &ServiceSpec,
+        replicas: u32,
     ) -> Result<(), DeployError> {
         let candidates = self.candidates().await?;
         let requests: Vec<AllocationRequest> = allocations
@@ -557,7 +793,7 @@ impl Deployments {
                 id: a.id.clone(),
                 service: a.service.clone(),
                 revision: revision_id(a.revision),
-                replicas: spec.replicas,
+                replicas,
                 resources: spec.resources,
                 placement: spec.placement.clone(),
                 ports: HostPort::published(&spec.ports),
@@ -689,22 +925,38 @@ impl Deployments {
         Ok(())
     }
 
-    /// Periodic work: advance active deployments (deadlines, min-healthy
-    /// times) and retry placing pending allocations.
+    /// Periodic work: retry placing pending allocations, replace those of
+    /// hosts offline past the reschedule grace, and advance active
+    /// deployments (deadlines, min-healthy times).
     pub async fn tick(&self) -> Result<(), DeployError> {
         let _guard = self.lock.lock().await;
+        let now = self.now();
+        let hosts: Vec<HostCandidate> = self
+            .fleet
+            .list("", &HashMap::new())
+            .iter()
+            .map(host_candidate)
+            .collect();
+        let mut all_lost = BTreeSet::new();
         for service in self.store.list_services().await? {
             let rows = self.store.allocations_for_service(&service.name).await?;
+            let lost: BTreeSet<String> =
+                lost_allocations(&hosts, &rows, now, self.reschedule_grace, self.started_ms)
+                    .into_iter()
+                    .collect();
             let mut pending: BTreeMap<i64, Vec<AllocationRow>> = BTreeMap::new();
-            for row in rows
-                .into_iter()
-                .filter(|a| a.desired_run && a.host_id.is_none())
-            {
-                pending.entry(row.revision).or_default().push(row);
+            let mut gone = Vec::new();
+            all_lost.extend(lost.iter().cloned());
+            for row in rows {
+                if lost.contains(&row.id) {
+                    gone.push(row);
+                } else if row.desired_run && row.host_id.is_none() {
+                    pending.entry(row.revision).or_default().push(row);
+                }
             }
             for (revision, mut rows) in pending {
                 let spec = self.spec_of(&service.name, revision).await?;
-                self.place(&mut rows, &spec).await?;
+                self.place(&mut rows, &spec, service.replicas).await?;
                 let hosts: BTreeSet<String> =
                     rows.iter().filter_map(|a| a.host_id.clone()).collect();
                 if !hosts.is_empty() {
@@ -712,20 +964,106 @@ impl Deployments {
                     self.push(hosts).await?;
                 }
             }
+            if !gone.is_empty()
+                && let Err(error) = self.reschedule(&service, gone, &hosts, now).await
+            {
+                tracing::warn!(%error, service = service.name, "could not reschedule lost allocations");
+            }
             if let Some(active) = self.store.active_deployment(&service.name).await?
                 && let Err(error) = self.advance(active, Event::Tick).await
             {
                 tracing::warn!(%error, service = service.name, "could not advance the deployment");
             }
         }
+        // A host that came back, or an allocation that went: a later loss
+        // is news again.
+        self.stuck
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id| all_lost.contains(id));
         Ok(())
     }
 
-    /// A command from a person on a deployment (promote, pause, resume).
+    /// Replaces `lost`, the allocations of `service` whose host has been
+    /// gone past the grace ([`lost_allocations`]), by allocations of the
+    /// same revision on other hosts; each lost one is told to stop (its agent
+    /// removes the container if the host comes back). One that no other host
+    /// can take stays where it is — it may well still run — and is retried
+    /// every tick: losing contact with every host must not stop everything.
+    async fn reschedule(
+        &self,
+        service: &ServiceRow,
+        lost: Vec<AllocationRow>,
+        hosts: &[HostCandidate],
+        now: i64,
+    ) -> Result<(), DeployError> {
+        let grace = humantime::format_duration(self.reschedule_grace);
+        let mut by_revision: BTreeMap<i64, Vec<AllocationRow>> = BTreeMap::new();
+        for old in lost {
+            by_revision.entry(old.revision).or_default().push(old);
+        }
+        let mut touched = BTreeSet::new();
+        for (revision, olds) in by_revision {
+            let spec = self.spec_of(&service.name, revision).await?;
+            let mut replacements: Vec<AllocationRow> = olds
+                .iter()
+                .map(|old| {
+                    new_allocation(&service.name, revision, old.deployment_id.as_deref(), now)
+                })
+                .collect();
+            self.place(&mut replacements, &spec, service.replicas)
+                .await?;
+            let mut moved = Vec::new();
+            let mut lines = Vec::new();
+            for (old, new) in olds.iter().zip(replacements) {
+                let host = old.host_id.as_deref().unwrap_or_default();
+                let gone = host_gone_text(host, hosts, now, self.started_ms);
+                let first_words = format!(
+                    "allocation {} of revision {revision}: host {host} {gone} (grace {grace})",
+                    old.id
+                );
+                let Some(to) = new.host_id.clone() else {
+                    let first_time = self
+                        .stuck
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(old.id.clone());
+                    if first_time {
+                        let reason = new.pending_reason.as_deref().unwrap_or("no host fits");
+                        lines.push(format!(
+                            "{first_words}, but no other host can take it ({reason}); it stays until one can"
+                        ));
+                    }
+                    continue;
+                };
+                self.stuck
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&old.id);
+                lines.push(format!(
+                    "{first_words}: rescheduled, replaced by {} on host {to}",
+                    new.id
+                ));
+                touched.insert(to);
+                moved.push((old.id.clone(), new));
+            }
+            let (ids, created): (Vec<String>, Vec<AllocationRow>) = moved.into_iter().unzip();
+            self.stop_allocations(&ids, now, &mut touched).await?;
+            self.store.upsert_allocations(&created).await?;
+            for line in lines {
+                self.record_for_service(&service.name, now, &line).await?;
+            }
+        }
+        self.push(touched).await
+    }
+
+    /// A command from a person on a deployment (promote, pause, resume,
+    /// cancel), recorded in its history with who sent it.
     pub async fn command(
         &self,
         deployment_id: &str,
         event: Event,
+        actor: &str,
     ) -> Result<DeploymentRow, DeployError> {
         let _guard = self.lock.lock().await;
         let row = self
@@ -733,13 +1071,35 @@ impl Deployments {
             .deployment(deployment_id)
             .await?
             .ok_or_else(|| DeployError::NoDeployment(deployment_id.to_owned()))?;
+        self.command_locked(row, event, actor).await
+    }
+
+    async fn command_locked(
+        &self,
+        row: DeploymentRow,
+        event: Event,
+        actor: &str,
+    ) -> Result<DeploymentRow, DeployError> {
         let machine: Deployment = serde_json::from_str(&row.state_json)
             .map_err(|e| DeployError::StoredState(row.id.clone(), e))?;
         rollout::accepts(&machine, &event)?;
+        let what = match event {
+            Event::Promote => "promotion",
+            Event::Pause => "pause",
+            Event::Resume => "resume",
+            Event::Cancel => "cancellation",
+            Event::Rollback => "rollback",
+            Event::Tick | Event::AllocationUpdated { .. } => "re-evaluation",
+        };
+        let message = format!("{what} requested by {actor}");
+        tracing::info!(deployment = row.id, service = row.service, "{message}");
+        self.record(&row.id, self.now(), &message).await?;
         self.advance(row, event).await
     }
 
-    /// Deploys an earlier revision: `to`, or the last successful one.
+    /// Deploys an earlier revision: `to`, or the last successful one. While
+    /// a deployment is active, rolling back to where it came from (no `to`,
+    /// or its from-revision) reverts that deployment instead.
     pub async fn rollback(
         &self,
         service: &str,
@@ -753,10 +1113,14 @@ impl Deployments {
             .await?
             .ok_or_else(|| DeployError::NoService(service.to_owned()))?;
         if let Some(active) = self.store.active_deployment(service).await? {
+            if active.from_revision.is_some() && (to.is_none() || to == active.from_revision) {
+                return self.command_locked(active, Event::Rollback, actor).await;
+            }
             return Err(DeployError::Busy {
                 id: active.id,
                 service: service.to_owned(),
                 phase: active.phase,
+                action: "roll back",
             });
         }
         let target = match to {
@@ -771,7 +1135,222 @@ impl Deployments {
         };
         let spec = (*self.spec_of(service, target).await?).clone();
         let now = self.now();
-        self.start_deployment(row, target, spec, actor, now).await
+        self.start_deployment(row, target, spec, actor, " (rollback)", now)
+            .await
+    }
+
+    /// Changes the replica count of a service no deployment is moving:
+    /// starts allocations of its current revision, or stops the most
+    /// expendable ones ([`plan_scale`]). A stopped service starts again.
+    /// The count holds until the next deployment, which takes its spec's.
+    pub async fn scale(
+        &self,
+        name: &str,
+        replicas: u32,
+        actor: &str,
+    ) -> Result<ServiceChange, DeployError> {
+        if replicas > spec::MAX_REPLICAS {
+            return Err(DeployError::Replicas(replicas));
+        }
+        let _guard = self.lock.lock().await;
+        let mut service = self
+            .store
+            .service(name)
+            .await?
+            .ok_or_else(|| DeployError::NoService(name.to_owned()))?;
+        if let Some(active) = self.store.active_deployment(name).await? {
+            return Err(DeployError::Busy {
+                id: active.id,
+                service: name.to_owned(),
+                phase: active.phase,
+                action: "scale",
+            });
+        }
+        let revision = service
+            .current_revision
+            .ok_or_else(|| DeployError::NotDeployed(name.to_owned()))?;
+        let spec = self.spec_of(name, revision).await?;
+        if let Some(exact) = pinned_replicas(&spec.placement).filter(|n| *n != replicas) {
+            return Err(DeployError::ExactRegions {
+                service: name.to_owned(),
+                exact,
+                replicas,
+            });
+        }
+        let now = self.now();
+        let rows = self.store.allocations_for_service(name).await?;
+        let live: Vec<Replica> = rows
+            .iter()
+            .filter(|a| a.desired_run)
+            .map(|row| {
+                let status: ReportedStatus =
+                    serde_json::from_str(&row.status_json).unwrap_or_default();
+                Replica {
+                    id: row.id.clone(),
+                    health: observed_health(row, &status),
+                    created_at_ms: row.created_at_ms,
+                }
+            })
+            .collect();
+        let plan = plan_scale(&live, replicas);
+        let mut touched = BTreeSet::new();
+        self.stop_allocations(&plan.stop, now, &mut touched).await?;
+        let created = self
+            .create_allocations(
+                name,
+                revision,
+                &spec,
+                replicas,
+                plan.start,
+                None,
+                now,
+                &mut touched,
+            )
+            .await?;
+        let before = if service.stopped {
+            "stopped".to_owned()
+        } else {
+            service.replicas.to_string()
+        };
+        let noun = if replicas == 1 { "replica" } else { "replicas" };
+        let mut message = format!("scaled {name} from {before} to {replicas} {noun} by {actor}: ");
+        if plan.start > 0 {
+            message.push_str(&format!(
+                "starting {} allocation(s) of revision {revision} ({})",
+                plan.start,
+                placement_text(&created)
+            ));
+        } else if !plan.stop.is_empty() {
+            message.push_str(&format!(
+                "stopping {} allocation(s) ({})",
+                plan.stop.len(),
+                plan.stop.join(", ")
+            ));
+        } else {
+            message.push_str(&format!("{} already meant to run", live.len()));
+        }
+        service.replicas = replicas;
+        service.stopped = false;
+        service.updated_at_ms = now;
+        self.store.update_service(&service).await?;
+        self.record_for_service(name, now, &message).await?;
+        self.push(touched).await?;
+        Ok(ServiceChange {
+            service,
+            started: plan.start,
+            stopping: u32::try_from(plan.stop.len()).unwrap_or(u32::MAX),
+            message,
+        })
+    }
+
+    /// Stops a service no deployment is moving: every allocation drains and
+    /// stops, and the service is marked stopped until `apply` or `scale`
+    /// starts it again.
+    pub async fn stop(&self, name: &str, actor: &str) -> Result<ServiceChange, DeployError> {
+        let _guard = self.lock.lock().await;
+        let mut service = self
+            .store
+            .service(name)
+            .await?
+            .ok_or_else(|| DeployError::NoService(name.to_owned()))?;
+        if let Some(active) = self.store.active_deployment(name).await? {
+            return Err(DeployError::Busy {
+                id: active.id,
+                service: name.to_owned(),
+                phase: active.phase,
+                action: "stop it",
+            });
+        }
+        let now = self.now();
+        let ids: Vec<String> = self
+            .store
+            .allocations_for_service(name)
+            .await?
+            .into_iter()
+            .filter(|a| a.desired_run)
+            .map(|a| a.id)
+            .collect();
+        let mut touched = BTreeSet::new();
+        self.stop_allocations(&ids, now, &mut touched).await?;
+        let message = if service.stopped && ids.is_empty() {
+            format!("stop of {name} requested by {actor}: it was already stopped")
+        } else {
+            format!(
+                "stopped {name} by {actor}: stopping {} allocation(s)",
+                ids.len()
+            )
+        };
+        service.stopped = true;
+        service.updated_at_ms = now;
+        self.store.update_service(&service).await?;
+        self.record_for_service(name, now, &message).await?;
+        self.push(touched).await?;
+        Ok(ServiceChange {
+            service,
+            started: 0,
+            stopping: u32::try_from(ids.len()).unwrap_or(u32::MAX),
+            message,
+        })
+    }
+}
+
+/// A new allocation of revision `number`, not placed yet.
+fn new_allocation(
+    service: &str,
+    number: i64,
+    deployment_id: Option<&str>,
+    now: i64,
+) -> AllocationRow {
+    AllocationRow {
+        id: format!("a-{}", random_id(12)),
+        service: service.to_owned(),
+        revision: number,
+        deployment_id: deployment_id.map(str::to_owned),
+        host_id: None,
+        desired_run: true,
+        state: "pending".into(),
+        health: "starting".into(),
+        status_json: "{}".into(),
+        pending_reason: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+    }
+}
+
+/// `2 placed` or `1 placed, 1 pending: no host …`.
+fn placement_text(created: &[AllocationRow]) -> String {
+    let placed = created.iter().filter(|a| a.host_id.is_some()).count();
+    let mut text = format!("{placed} placed");
+    if let Some(reason) = created.iter().find_map(|a| a.pending_reason.as_deref()) {
+        text.push_str(&format!(", {} pending: {reason}", created.len() - placed));
+    }
+    text
+}
+
+/// A host as the scheduler sees it, with nothing placed on it yet.
+fn host_candidate(host: &pb::Host) -> HostCandidate {
+    let inventory = host.inventory.clone().unwrap_or_default();
+    let status = match pb::HostStatus::try_from(host.status) {
+        Ok(pb::HostStatus::Online) => scheduler::HostStatus::Online,
+        Ok(pb::HostStatus::Revoked) => scheduler::HostStatus::Revoked,
+        _ => scheduler::HostStatus::Offline {
+            last_seen_ms: (host.last_seen_ms > 0).then_some(host.last_seen_ms),
+        },
+    };
+    let docker = inventory.docker.clone().unwrap_or_default();
+    HostCandidate {
+        id: host.id.clone(),
+        region: host.region.clone(),
+        labels: host.labels.clone().into_iter().collect(),
+        status,
+        schedulable: docker.available,
+        capacity: Capacity::new(
+            u64::from(inventory.cpu_count) * 1000,
+            inventory.memory_bytes,
+        ),
+        reserved: Capacity::default(),
+        ports_in_use: BTreeSet::new(),
+        allocations: BTreeMap::new(),
     }
 }
 
@@ -838,6 +1417,212 @@ mod tests {
         assert_eq!(
             observed_health(&row("running", "healthy", true), &ReportedStatus::default()),
             Health::Healthy { since_ms: 5 }
+        );
+    }
+
+    fn replica(id: &str, health: Health, created_at_ms: i64) -> Replica {
+        Replica {
+            id: id.into(),
+            health,
+            created_at_ms,
+        }
+    }
+
+    const UP: Health = Health::Healthy { since_ms: 0 };
+
+    #[test]
+    fn scaling_up_starts_what_is_missing() {
+        let live = [replica("a", UP, 1)];
+        assert_eq!(
+            plan_scale(&live, 3),
+            ScalePlan {
+                start: 2,
+                stop: vec![]
+            }
+        );
+        assert_eq!(plan_scale(&[], 2).start, 2);
+        assert_eq!(plan_scale(&live, 1), ScalePlan::default());
+        assert_eq!(plan_scale(&[], 0), ScalePlan::default());
+    }
+
+    #[test]
+    fn scaling_down_stops_broken_then_pending_then_newest() {
+        let live = [
+            replica("old-up", UP, 1),
+            replica("new-up", UP, 9),
+            replica("mid-up", UP, 5),
+            replica("starting", Health::Starting, 7),
+            replica("pending", Health::Pending, 8),
+            replica("sick", Health::Unhealthy, 2),
+            replica("dead", Health::Failed, 3),
+        ];
+        let order = |n: u32| plan_scale(&live, n).stop;
+        assert_eq!(
+            order(0),
+            [
+                "dead", "sick", "pending", "starting", "new-up", "mid-up", "old-up"
+            ]
+        );
+        assert_eq!(order(5), ["dead", "sick"]);
+        assert_eq!(order(3), ["dead", "sick", "pending", "starting"]);
+        assert_eq!(
+            order(1),
+            ["dead", "sick", "pending", "starting", "new-up", "mid-up"]
+        );
+        assert_eq!(order(7), Vec::<String>::new());
+        // Same health and age: the higher id goes first, so the plan is stable.
+        let twins = [replica("x", UP, 1), replica("y", UP, 1)];
+        assert_eq!(plan_scale(&twins, 1).stop, ["y"]);
+    }
+
+    #[test]
+    fn scaling_down_never_drops_below_the_healthy_it_can_keep() {
+        let healths = [
+            UP,
+            Health::Starting,
+            Health::Unhealthy,
+            Health::Failed,
+            Health::Pending,
+        ];
+        // Every mix of five allocations, every target.
+        for mask in 0..healths.len().pow(5) {
+            let live: Vec<Replica> = (0..5)
+                .map(|i| {
+                    let h = healths[(mask / healths.len().pow(i)) % healths.len()];
+                    replica(&format!("r{i}"), h, i as i64)
+                })
+                .collect();
+            let healthy = live.iter().filter(|r| r.health == UP).count();
+            for target in 0..=6u32 {
+                let plan = plan_scale(&live, target);
+                let kept: Vec<&Replica> =
+                    live.iter().filter(|r| !plan.stop.contains(&r.id)).collect();
+                let want = target as usize;
+                assert_eq!(kept.len() + plan.start as usize, want);
+                let kept_healthy = kept.iter().filter(|r| r.health == UP).count();
+                assert_eq!(kept_healthy, healthy.min(want), "{live:?} → {target}");
+            }
+        }
+    }
+
+    #[test]
+    fn exact_region_counts_pin_the_replicas() {
+        use crate::deploy::model::RegionPlacement;
+        let region = |name: &str, count| RegionPlacement {
+            region: name.into(),
+            count,
+        };
+        let mut placement = Placement::default();
+        assert_eq!(pinned_replicas(&placement), None);
+        placement.regions = vec![
+            region("eu-west", RegionCount::Exactly(2)),
+            region("us-east", RegionCount::Exactly(1)),
+        ];
+        assert_eq!(pinned_replicas(&placement), Some(3));
+        placement
+            .regions
+            .push(region("ap-south", RegionCount::Spread));
+        assert_eq!(pinned_replicas(&placement), None);
+    }
+
+    fn host(id: &str, status: scheduler::HostStatus) -> HostCandidate {
+        HostCandidate {
+            id: id.into(),
+            region: "eu-west".into(),
+            labels: BTreeMap::new(),
+            status,
+            schedulable: true,
+            capacity: Capacity::default(),
+            reserved: Capacity::default(),
+            ports_in_use: BTreeSet::new(),
+            allocations: BTreeMap::new(),
+        }
+    }
+
+    fn placed(id: &str, host: Option<&str>, desired_run: bool) -> AllocationRow {
+        AllocationRow {
+            id: id.into(),
+            host_id: host.map(str::to_owned),
+            ..row("running", "healthy", desired_run)
+        }
+    }
+
+    #[test]
+    fn allocations_of_hosts_gone_past_the_grace_are_lost() {
+        use scheduler::HostStatus::{Offline, Online, Revoked};
+        const GRACE: Duration = Duration::from_secs(60);
+        let started = 1_000_000;
+        let now = started + 500_000;
+        let hosts = [
+            host("up", Online),
+            host(
+                "blip",
+                Offline {
+                    last_seen_ms: Some(now - 60_000),
+                },
+            ),
+            host(
+                "gone",
+                Offline {
+                    last_seen_ms: Some(now - 60_001),
+                },
+            ),
+            host("never", Offline { last_seen_ms: None }),
+            host("revoked", Revoked),
+        ];
+        let allocations = [
+            placed("on-up", Some("up"), true),
+            placed("on-blip", Some("blip"), true),
+            placed("on-gone", Some("gone"), true),
+            placed("stopping-on-gone", Some("gone"), false),
+            placed("pending", None, true),
+            placed("on-never", Some("never"), true),
+            placed("on-revoked", Some("revoked"), true),
+            placed("on-deleted", Some("deleted"), true),
+        ];
+        assert_eq!(
+            lost_allocations(&hosts, &allocations, now, GRACE, started),
+            ["on-gone", "on-never", "on-revoked", "on-deleted"]
+        );
+    }
+
+    #[test]
+    fn a_restarted_control_plane_waits_a_full_grace_before_rescheduling() {
+        use scheduler::HostStatus::Offline;
+        const GRACE: Duration = Duration::from_secs(60);
+        let started = 1_000_000;
+        // Last heard from an hour before this control plane started.
+        let hosts = [
+            host(
+                "h",
+                Offline {
+                    last_seen_ms: Some(started - 3_600_000),
+                },
+            ),
+            host("never", Offline { last_seen_ms: None }),
+        ];
+        let allocations = [
+            placed("a", Some("h"), true),
+            placed("b", Some("never"), true),
+        ];
+        assert!(
+            lost_allocations(&hosts, &allocations, started + 60_000, GRACE, started).is_empty()
+        );
+        assert_eq!(
+            lost_allocations(&hosts, &allocations, started + 60_001, GRACE, started),
+            ["a", "b"]
+        );
+        assert_eq!(
+            host_gone_text("h", &hosts, started + 65_000, started),
+            "has been offline for 1m 5s"
+        );
+        assert_eq!(
+            host_gone_text("h", &hosts, started + 60_001, started),
+            "has been offline for 1m 1s"
+        );
+        assert_eq!(
+            host_gone_text("x", &hosts, started, started),
+            "is no longer in the fleet"
         );
     }
 

@@ -1,13 +1,15 @@
 //! `DeployService`: apply specs, read services, revisions and deployments,
-//! watch a deployment, and steer it (rollback, promote, pause, resume).
+//! watch a deployment, steer it (rollback, promote, pause, resume, cancel),
+//! and scale or stop a service.
 
 use crate::auth::Action;
-use crate::deploy::controller::{DeployError, ReportedStatus};
+use crate::deploy::controller::{DeployError, ReportedStatus, ServiceChange};
 use crate::deploy::rollout::Event;
 use crate::grpc::{principal, store_status};
 use crate::state::ControlPlane;
 use crate::store::{AllocationRow, DeploymentRow, ServiceRow};
 use argosy_proto::v1::{self as pb, deploy_service_server};
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio_stream::Stream;
@@ -25,11 +27,13 @@ fn deploy_status(error: DeployError) -> Status {
         | DeployError::NoRevision { .. } => Status::not_found(error.to_string()),
         DeployError::Busy { .. }
         | DeployError::Rejected(_)
-        | DeployError::NothingToRollBackTo { .. } => Status::failed_precondition(error.to_string()),
+        | DeployError::NothingToRollBackTo { .. }
+        | DeployError::ExactRegions { .. }
+        | DeployError::NotDeployed(_) => Status::failed_precondition(error.to_string()),
         DeployError::StoredSpec { .. } | DeployError::StoredState(..) => {
             Status::internal(error.to_string())
         }
-        DeployError::Invalid(_) | DeployError::Format(_) => {
+        DeployError::Invalid(_) | DeployError::Format(_) | DeployError::Replicas(_) => {
             Status::invalid_argument(error.to_string())
         }
     }
@@ -96,8 +100,52 @@ fn allocation_wire(a: &AllocationRow) -> pb::AllocationInfo {
     }
 }
 
+/// How many of the latest events `GetService` shows.
+const HISTORY_EVENTS: usize = 20;
+/// Deployments listed when the request sets no limit.
+const DEFAULT_DEPLOYMENT_LIMIT: u32 = 50;
+
 impl DeployApi {
-    async fn service_wire(&self, row: ServiceRow) -> Result<pb::Service, Status> {
+    /// The latest events of the service's latest deployments, oldest first.
+    async fn history(&self, service: &str) -> Result<Vec<pb::ServiceEvent>, Status> {
+        let deployments = self
+            .cp
+            .store
+            .list_deployments(Some(service), 5)
+            .await
+            .map_err(store_status)?;
+        let mut events = Vec::new();
+        for d in deployments {
+            for e in self
+                .cp
+                .store
+                .deployment_events(&d.id, 0)
+                .await
+                .map_err(store_status)?
+            {
+                events.push(pb::ServiceEvent {
+                    seq: u64::try_from(e.seq).unwrap_or(0),
+                    at_ms: e.at_ms,
+                    deployment_id: e.deployment_id,
+                    message: e.message,
+                });
+            }
+        }
+        events.sort_by_key(|e| e.seq);
+        let skip = events.len().saturating_sub(HISTORY_EVENTS);
+        Ok(events.split_off(skip))
+    }
+
+    async fn service_change(&self, change: ServiceChange) -> Result<pb::ServiceChange, Status> {
+        Ok(pb::ServiceChange {
+            service: Some(self.service_wire(change.service, true).await?),
+            started: change.started,
+            stopping: change.stopping,
+            message: change.message,
+        })
+    }
+
+    async fn service_wire(&self, row: ServiceRow, history: bool) -> Result<pb::Service, Status> {
         let allocations = self
             .cp
             .store
@@ -124,6 +172,12 @@ impl DeployApi {
             active_deployment_id: active.map(|d| d.id).unwrap_or_default(),
             allocations: allocations.iter().map(allocation_wire).collect(),
             updated_at_ms: row.updated_at_ms,
+            stopped: row.stopped,
+            history: if history {
+                self.history(&row.name).await?
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -158,10 +212,9 @@ impl DeployApi {
         let row = self
             .cp
             .deploy
-            .command(id, event.clone())
+            .command(id, event, &who.name)
             .await
             .map_err(deploy_status)?;
-        tracing::info!(deployment = id, by = who.name, ?event, "deployment command");
         self.with_counts(row).await.map(Response::new)
     }
 }
@@ -209,7 +262,7 @@ impl deploy_service_server::DeployService for DeployApi {
         let rows = self.cp.store.list_services().await.map_err(store_status)?;
         let mut services = Vec::with_capacity(rows.len());
         for row in rows {
-            services.push(self.service_wire(row).await?);
+            services.push(self.service_wire(row, false).await?);
         }
         Ok(Response::new(pb::ListServicesResponse { services }))
     }
@@ -231,7 +284,7 @@ impl deploy_service_server::DeployService for DeployApi {
                     "no service named {name:?}; `argosy services list` shows them"
                 ))
             })?;
-        self.service_wire(row).await.map(Response::new)
+        self.service_wire(row, true).await.map(Response::new)
     }
 
     async fn list_revisions(
@@ -328,7 +381,8 @@ impl deploy_service_server::DeployService for DeployApi {
             .map_err(deploy_status)?;
         tracing::info!(
             service = r.service,
-            to = row.to_revision,
+            deployment = row.id,
+            phase = row.phase,
             by = who.name,
             "rollback"
         );
@@ -354,5 +408,82 @@ impl deploy_service_server::DeployService for DeployApi {
         request: Request<pb::DeploymentCommand>,
     ) -> Result<Response<pb::Deployment>, Status> {
         self.command(request, Event::Resume).await
+    }
+
+    async fn cancel(
+        &self,
+        request: Request<pb::DeploymentCommand>,
+    ) -> Result<Response<pb::Deployment>, Status> {
+        self.command(request, Event::Cancel).await
+    }
+
+    async fn list_deployments(
+        &self,
+        request: Request<pb::ListDeploymentsRequest>,
+    ) -> Result<Response<pb::ListDeploymentsResponse>, Status> {
+        principal(&self.cp, &request, Action::ReadDeployments).await?;
+        let r = request.into_inner();
+        let limit = if r.limit == 0 {
+            DEFAULT_DEPLOYMENT_LIMIT
+        } else {
+            r.limit.min(1000)
+        };
+        let service = (!r.service.is_empty()).then_some(r.service.as_str());
+        let rows = self
+            .cp
+            .store
+            .list_deployments(service, limit)
+            .await
+            .map_err(store_status)?;
+        // One read of allocations per service, however many deployments it has.
+        let mut allocations: HashMap<String, Vec<AllocationRow>> = HashMap::new();
+        let mut deployments = Vec::with_capacity(rows.len());
+        for row in rows {
+            if !allocations.contains_key(&row.service) {
+                let found = self
+                    .cp
+                    .store
+                    .allocations_for_service(&row.service)
+                    .await
+                    .map_err(store_status)?;
+                allocations.insert(row.service.clone(), found);
+            }
+            let of_service = allocations
+                .get(&row.service)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            deployments.push(deployment_wire(&row, of_service));
+        }
+        Ok(Response::new(pb::ListDeploymentsResponse { deployments }))
+    }
+
+    async fn scale(
+        &self,
+        request: Request<pb::ScaleRequest>,
+    ) -> Result<Response<pb::ServiceChange>, Status> {
+        let who = principal(&self.cp, &request, Action::Deploy).await?;
+        let r = request.into_inner();
+        let change = self
+            .cp
+            .deploy
+            .scale(&r.service, r.replicas, &who.name)
+            .await
+            .map_err(deploy_status)?;
+        self.service_change(change).await.map(Response::new)
+    }
+
+    async fn stop_service(
+        &self,
+        request: Request<pb::StopServiceRequest>,
+    ) -> Result<Response<pb::ServiceChange>, Status> {
+        let who = principal(&self.cp, &request, Action::Deploy).await?;
+        let r = request.into_inner();
+        let change = self
+            .cp
+            .deploy
+            .stop(&r.service, &who.name)
+            .await
+            .map_err(deploy_status)?;
+        self.service_change(change).await.map(Response::new)
     }
 }
