@@ -3,6 +3,7 @@
 
 use argosy_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -234,4 +235,45 @@ impl From<pb::ApiToken> for ApiTokenJson {
             last_used_ms: t.last_used_ms,
         }
     }
+}
+
+/// A deployment as JSON (HTTP API and `-o json`).
+pub fn deployment_json(d: &pb::Deployment) -> serde_json::Value {
+    json!({
+        "id": d.id, "service": d.service, "from_revision": d.from_revision, "to_revision": d.to_revision,
+        "strategy": d.strategy, "phase": d.phase, "finished": d.finished, "replicas": d.replicas,
+        "new_healthy": d.new_healthy, "new_total": d.new_total, "old_total": d.old_total,
+        "created_at_ms": d.created_at_ms, "updated_at_ms": d.updated_at_ms, "created_by": d.created_by,
+    })
+}
+
+/// A service with its allocations and history as JSON.
+pub fn service_json(s: &pb::Service) -> serde_json::Value {
+    json!({
+        "name": s.name, "current_revision": s.current_revision, "stable_revision": s.stable_revision,
+        "replicas": s.replicas, "running": s.running, "healthy": s.healthy,
+        "active_deployment_id": s.active_deployment_id, "stopped": s.stopped,
+        "history": s.history.iter().map(|e| json!({
+            "seq": e.seq, "at_ms": e.at_ms, "deployment_id": e.deployment_id, "message": e.message,
+        })).collect::<Vec<_>>(),
+        "allocations": s.allocations.iter().map(|a| json!({
+            "id": a.id, "revision": a.revision, "host_id": a.host_id, "state": a.state, "health": a.health,
+            "stopping": a.stopping, "message": a.message, "restarts": a.restarts, "oom_killed": a.oom_killed,
+            "container_id": a.container_id,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A revision as JSON.
+pub fn revision_json(r: &pb::Revision) -> serde_json::Value {
+    json!({"service": r.service, "number": r.number, "id": r.id, "created_at_ms": r.created_at_ms,
+           "created_by": r.created_by, "format": r.format, "spec": r.spec})
+}
+
+/// What a scale or stop did, as JSON.
+pub fn service_change_json(change: &pb::ServiceChange) -> serde_json::Value {
+    json!({
+        "started": change.started, "stopping": change.stopping, "message": change.message,
+        "service": change.service.as_ref().map(service_json),
+    })
 }

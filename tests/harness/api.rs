@@ -4,7 +4,7 @@
 use anyhow::Context;
 use argosy_proto::join::CaFingerprint;
 use argosy_proto::tls::{self, ReloadableIdentity, ServerTrust};
-use http_body_util::{BodyExt as _, Empty};
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
@@ -123,23 +123,38 @@ pub async fn http_get(
     path: &str,
     token: Option<&str>,
 ) -> anyhow::Result<HttpResponse> {
+    http_request(addr, http::Method::GET, path, token, Vec::new()).await
+}
+
+/// `METHOD path` on `addr` over plain HTTP/1.1 with `body`, with an
+/// optional bearer token.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> anyhow::Result<HttpResponse> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .with_context(|| format!("cannot connect to http://{addr}"))?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
-    let mut request = http::Request::get(path).header(http::header::HOST, addr.to_string());
+    let mut request = http::Request::builder()
+        .method(method.clone())
+        .uri(path)
+        .header(http::header::HOST, addr.to_string());
     if let Some(token) = token {
         request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
     }
     let response = tokio::time::timeout(
         std::time::Duration::from_secs(30),
-        sender.send_request(request.body(Empty::<Bytes>::new())?),
+        sender.send_request(request.body(Full::new(Bytes::from(body)))?),
     )
     .await
-    .with_context(|| format!("GET http://{addr}{path} timed out"))?
-    .with_context(|| format!("GET http://{addr}{path} failed"))?;
+    .with_context(|| format!("{method} http://{addr}{path} timed out"))?
+    .with_context(|| format!("{method} http://{addr}{path} failed"))?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response.into_body().collect().await?.to_bytes().to_vec();

@@ -372,6 +372,23 @@ impl ControlPlane {
         api::http_get(self.http_addr, path, token).await
     }
 
+    /// `POST path` with `body` on the HTTP listener, with an optional bearer token.
+    pub async fn http_post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> anyhow::Result<HttpResponse> {
+        api::http_request(
+            self.http_addr,
+            http::Method::POST,
+            path,
+            token,
+            body.as_bytes().to_vec(),
+        )
+        .await
+    }
+
     /// The real CLI, pointed at this control plane as admin through
     /// `ARGOSY_ADDR`, `ARGOSY_TOKEN` and `ARGOSY_CA_FINGERPRINT`, with an
     /// empty CLI config.

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 both_stores!(
     apply_roll_over_and_roll_back,
-    bad_specs_and_impossible_placements
+    bad_specs_and_impossible_placements,
+    json_over_http
 );
 
 fn docker_host() -> String {
@@ -253,5 +254,122 @@ async fn bad_specs_and_impossible_placements(env: &TestEnv) -> anyhow::Result<()
         .unwrap_or_default()
         .to_owned();
     ensure!(message.contains("eu-west"), "pending reason: {show}");
+    Ok(())
+}
+
+/// The same operations as JSON over HTTP, with the same tokens and roles.
+async fn json_over_http(env: &TestEnv) -> anyhow::Result<()> {
+    let cp = ControlPlane::start(env, &[]).await?;
+    let join = cp.join_string("eu-west", &[], 1).await?;
+    let mut agent = Agent::start(env, &join, "1s")?;
+    let id = agent.wait_enrolled().await?;
+    cp.wait_online(&id).await?;
+    let service = unique("http");
+    let token = cp.admin_token.clone();
+    let spec = web_spec(&service, "v1", 1);
+
+    let anonymous = cp.http_post("/api/v1/services", None, &spec).await?;
+    ensure!(
+        anonymous.status == 401,
+        "apply without a token: {}",
+        anonymous.status
+    );
+    let viewer = cp
+        .cli()
+        .run(&[
+            "token", "create", "--name", "dash", "--role", "viewer", "-o", "json",
+        ])
+        .await?
+        .ok()?
+        .json()?;
+    let viewer = viewer["secret"].as_str().context("no secret")?.to_owned();
+    let denied = cp
+        .http_post("/api/v1/services", Some(&viewer), &spec)
+        .await?;
+    ensure!(
+        denied.status == 403 && denied.text().contains("operator"),
+        "apply as viewer: {} {}",
+        denied.status,
+        denied.text()
+    );
+    let invalid = cp
+        .http_post(
+            "/api/v1/services",
+            Some(&token),
+            "name: web\nimage: x\nresources: {memory: 64XB}\n",
+        )
+        .await?;
+    ensure!(
+        invalid.status == 400 && invalid.text().contains("spec.resources.memory"),
+        "invalid spec: {} {}",
+        invalid.status,
+        invalid.text()
+    );
+
+    let applied = cp
+        .http_post("/api/v1/services", Some(&token), &spec)
+        .await?;
+    ensure!(
+        applied.status == 200,
+        "apply: {} {}",
+        applied.status,
+        applied.text()
+    );
+    let deployment = applied.json()?["deployment"]["id"]
+        .as_str()
+        .context("no deployment")?
+        .to_owned();
+    eventually_within(
+        "the deployment to succeed",
+        Duration::from_secs(60),
+        || async {
+            let d = cp
+                .http_get(&format!("/api/v1/deployments/{deployment}"), Some(&viewer))
+                .await?
+                .json()?;
+            ensure!(d["phase"] == "succeeded", "{d}");
+            Ok(())
+        },
+    )
+    .await?;
+    let shown = cp
+        .http_get(&format!("/api/v1/services/{service}"), Some(&viewer))
+        .await?
+        .json()?;
+    ensure!(
+        shown["healthy"] == 1 && shown["current_revision"] == 1,
+        "{shown}"
+    );
+    let listed = cp
+        .http_get("/api/v1/services", Some(&viewer))
+        .await?
+        .json()?;
+    ensure!(
+        listed
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s["name"] == service.as_str())),
+        "{listed}"
+    );
+    let busy = cp
+        .http_post(
+            &format!("/api/v1/deployments/{deployment}/promote"),
+            Some(&token),
+            "",
+        )
+        .await?;
+    ensure!(
+        busy.status == 409,
+        "promoting a finished deployment: {} {}",
+        busy.status,
+        busy.text()
+    );
+    let missing = cp
+        .http_get("/api/v1/services/no-such-service", Some(&viewer))
+        .await?;
+    ensure!(missing.status == 404, "{}", missing.status);
+    agent.kill().await?;
+    for (id, _) in containers(&service).await? {
+        let _ = docker(&["rm", "-f", &id]).await;
+    }
     Ok(())
 }

@@ -4,6 +4,7 @@
 use super::client::{ClientArgs, Connection, connect, status_error};
 use super::output::{Output, ago, table, when};
 use crate::clock::{Clock, SystemClock};
+use crate::dto::{deployment_json, revision_json, service_change_json, service_json};
 use anyhow::Context;
 use argosy_proto::v1::{self as pb, deploy_service_client::DeployServiceClient};
 use clap::{Args, Subcommand};
@@ -23,15 +24,6 @@ pub(super) struct ApplyArgs {
     watch: bool,
     #[command(flatten)]
     client: ClientArgs,
-}
-
-fn deployment_json(d: &pb::Deployment) -> serde_json::Value {
-    json!({
-        "id": d.id, "service": d.service, "from_revision": d.from_revision, "to_revision": d.to_revision,
-        "strategy": d.strategy, "phase": d.phase, "finished": d.finished, "replicas": d.replicas,
-        "new_healthy": d.new_healthy, "new_total": d.new_total, "old_total": d.old_total,
-        "created_at_ms": d.created_at_ms, "updated_at_ms": d.updated_at_ms, "created_by": d.created_by,
-    })
 }
 
 fn deploy_client(
@@ -148,22 +140,6 @@ pub(super) enum ServicesCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-}
-
-fn service_json(s: &pb::Service) -> serde_json::Value {
-    json!({
-        "name": s.name, "current_revision": s.current_revision, "stable_revision": s.stable_revision,
-        "replicas": s.replicas, "running": s.running, "healthy": s.healthy,
-        "active_deployment_id": s.active_deployment_id, "stopped": s.stopped,
-        "history": s.history.iter().map(|e| json!({
-            "seq": e.seq, "at_ms": e.at_ms, "deployment_id": e.deployment_id, "message": e.message,
-        })).collect::<Vec<_>>(),
-        "allocations": s.allocations.iter().map(|a| json!({
-            "id": a.id, "revision": a.revision, "host_id": a.host_id, "state": a.state, "health": a.health,
-            "stopping": a.stopping, "message": a.message, "restarts": a.restarts, "oom_killed": a.oom_killed,
-            "container_id": a.container_id,
-        })).collect::<Vec<_>>(),
-    })
 }
 
 pub(super) async fn services(command: ServicesCommand) -> anyhow::Result<()> {
@@ -309,15 +285,19 @@ pub(super) async fn revisions(args: RevisionsArgs) -> anyhow::Result<()> {
     match connection.output {
         Output::Json => println!(
             "{}",
-            serde_json::Value::Array(
-                list.iter()
-                    .map(|r| json!({"service": r.service, "number": r.number, "id": r.id, "created_at_ms": r.created_at_ms,
-                                    "created_by": r.created_by, "format": r.format, "spec": r.spec}))
-                    .collect()
-            )
+            serde_json::Value::Array(list.iter().map(revision_json).collect())
         ),
         Output::Table => {
-            let rows = list.iter().map(|r| vec![r.number.to_string(), when(r.created_at_ms), r.created_by.clone()]).collect();
+            let rows = list
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.number.to_string(),
+                        when(r.created_at_ms),
+                        r.created_by.clone(),
+                    ]
+                })
+                .collect();
             println!("{}", table(&["revision", "created", "by"], rows));
         }
     }
@@ -557,13 +537,7 @@ pub(super) async fn stop(args: StopArgs) -> anyhow::Result<()> {
 
 fn print_change(output: Output, change: &pb::ServiceChange) {
     match output {
-        Output::Json => println!(
-            "{}",
-            json!({
-                "started": change.started, "stopping": change.stopping, "message": change.message,
-                "service": change.service.as_ref().map(service_json),
-            })
-        ),
+        Output::Json => println!("{}", service_change_json(change)),
         Output::Table => println!("{}", change.message),
     }
 }

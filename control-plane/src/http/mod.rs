@@ -3,6 +3,7 @@
 //! agent install script and the agent binaries it downloads.
 
 mod api;
+mod deploy;
 mod downloads;
 mod prometheus;
 
@@ -10,7 +11,7 @@ use crate::state::{AuthError, ControlPlane};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use std::sync::Arc;
 
 /// The one error type of the HTTP layer: what the caller can act on goes in
@@ -86,6 +87,21 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route("/api/v1/hosts", get(api::list_hosts))
         .route("/api/v1/hosts/{id}", get(api::get_host))
         .route("/api/v1/hosts/{id}/metrics", get(api::host_metrics))
+        .route(
+            "/api/v1/services",
+            get(deploy::list_services).post(deploy::apply),
+        )
+        .route("/api/v1/services/{name}", get(deploy::get_service))
+        .route(
+            "/api/v1/services/{name}/revisions",
+            get(deploy::list_revisions),
+        )
+        .route("/api/v1/services/{name}/rollback", post(deploy::rollback))
+        .route("/api/v1/services/{name}/scale", post(deploy::scale))
+        .route("/api/v1/services/{name}/stop", post(deploy::stop))
+        .route("/api/v1/deployments", get(deploy::list_deployments))
+        .route("/api/v1/deployments/{id}", get(deploy::get_deployment))
+        .route("/api/v1/deployments/{id}/{action}", post(deploy::command))
         .with_state(cp)
 }
 
