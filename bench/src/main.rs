@@ -6,8 +6,11 @@
 //! - `control-plane`: N simulated agents over real mutual-TLS gRPC streams
 //!   against one control plane; control-plane CPU, RSS, bytes per agent and
 //!   sample-to-ack latency.
+//! - `deploy`: time from `apply` to every replica healthy through a real
+//!   control plane and agent, against plain `docker run` on the same engine.
 #![allow(clippy::print_stdout)]
 
+mod deploy;
 mod footprint;
 mod procfs;
 mod scale;
@@ -28,6 +31,8 @@ enum Command {
     AgentFootprint(footprint::Args),
     /// Control-plane scale with simulated agents.
     ControlPlane(scale::Args),
+    /// Apply → all replicas healthy, against plain Docker.
+    Deploy(deploy::Args),
 }
 
 #[tokio::main]
@@ -35,5 +40,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::AgentFootprint(args) => footprint::run(args).await,
         Command::ControlPlane(args) => scale::run(args).await,
+        Command::Deploy(args) => deploy::run(args).await,
     }
 }

@@ -1,6 +1,7 @@
 //! Starting a real control plane for a benchmark and reading what it prints.
 
 use anyhow::{Context, bail};
+use argosy_proto::tls::{self, ServerTrust};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -77,6 +78,32 @@ pub(crate) async fn control_plane(extra: &[&str]) -> anyhow::Result<ControlPlane
         token: token.unwrap_or_default(),
         _dir: dir,
     })
+}
+
+/// Adds the admin token to every request.
+#[derive(Clone)]
+pub(crate) struct Bearer(tonic::metadata::AsciiMetadataValue);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+impl ControlPlane {
+    /// A channel to the gRPC API that pins the control plane's CA, and the
+    /// admin token for it.
+    pub(crate) fn api(&self) -> anyhow::Result<(tonic::transport::Channel, Bearer)> {
+        let config = tls::client_config(ServerTrust::Pinned(self.fingerprint.parse()?), None)?;
+        let channel = tls::channel(&self.grpc, config)?;
+        Ok((channel, Bearer(format!("Bearer {}", self.token).parse()?)))
+    }
 }
 
 fn read_endpoints(dir: &Path) -> anyhow::Result<serde_json::Value> {
