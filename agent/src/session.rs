@@ -31,8 +31,8 @@ use crate::status::{Counters, Shared};
 use crate::unacked::MAX_BATCH;
 use argosy_proto::tls::TlsError;
 use argosy_proto::v1::{
-    AgentMessage, AllocationReport, ControlMessage, Hello, MetricBatch, agent_message,
-    control_message,
+    AgentMessage, AllocationReport, ControlMessage, Hello, LogChunk, LogRequest, MetricBatch,
+    agent_message, control_message,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -178,7 +178,7 @@ fn interval_seconds(interval: Duration) -> u32 {
 /// One stream from connect to end. Sets `established` when `Welcome` came.
 async fn session_once(
     connection: &Connection,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     options: &SessionOptions,
     mut workloads: Option<&mut Workloads>,
     established: &mut Option<Instant>,
@@ -258,6 +258,8 @@ async fn session_once(
         send_report(shared, &tx, report).await?;
     }
 
+    // Log streams the control plane asked for; aborted with the session.
+    let mut logs = LogTasks::default();
     loop {
         send_pending(shared, &tx).await?;
         let report_changed = async {
@@ -303,11 +305,104 @@ async fn session_once(
                             "this agent runs without a container runtime; ignoring desired state"
                         ),
                     },
+                    Some(control_message::Body::LogRequest(request)) => match workloads.as_deref() {
+                        Some(w) => logs.start(request, w.allocations.clone(), shared.clone(), tx.clone()),
+                        None => {
+                            let end = LogChunk {
+                                request_id: request.request_id,
+                                end: true,
+                                error: "this agent runs without a container runtime".into(),
+                                ..LogChunk::default()
+                            };
+                            send_log(shared, &tx, end).await?;
+                        }
+                    },
+                    Some(control_message::Body::LogCancel(cancel)) => logs.cancel(cancel.request_id),
                     None => tracing::debug!("ignoring an empty control message"),
                 },
             },
         }
     }
+}
+
+/// The log streams of one session, by request id.
+#[derive(Default)]
+struct LogTasks(std::collections::HashMap<u64, tokio::task::JoinHandle<()>>);
+
+impl LogTasks {
+    fn start(
+        &mut self,
+        request: LogRequest,
+        allocations: Allocations,
+        shared: Arc<Shared>,
+        tx: mpsc::Sender<AgentMessage>,
+    ) {
+        self.0.retain(|_, task| !task.is_finished());
+        let id = request.request_id;
+        let task = tokio::spawn(async move {
+            let tail = (request.tail > 0).then_some(request.tail as usize);
+            let mut end = LogChunk {
+                request_id: id,
+                end: true,
+                ..LogChunk::default()
+            };
+            match allocations
+                .logs(&request.allocation_id, request.follow, tail)
+                .await
+            {
+                Ok(mut stream) => {
+                    while let Some(chunk) = stream.next().await {
+                        match chunk {
+                            Ok(chunk) => {
+                                let message = LogChunk {
+                                    request_id: id,
+                                    stderr: chunk.stream == crate::docker::LogStream::Stderr,
+                                    data: chunk.data,
+                                    ..LogChunk::default()
+                                };
+                                if send_log(&shared, &tx, message).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(error) => {
+                                end.error = error.to_string();
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(error) => end.error = error.to_string(),
+            }
+            let _ = send_log(&shared, &tx, end).await;
+        });
+        self.0.insert(id, task);
+    }
+
+    fn cancel(&mut self, id: u64) {
+        if let Some(task) = self.0.remove(&id) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for LogTasks {
+    fn drop(&mut self) {
+        for task in self.0.values() {
+            task.abort();
+        }
+    }
+}
+
+async fn send_log(
+    shared: &Shared,
+    tx: &mpsc::Sender<AgentMessage>,
+    chunk: LogChunk,
+) -> Result<(), SessionError> {
+    let message = AgentMessage {
+        seq: shared.next_seq(),
+        body: Some(agent_message::Body::LogChunk(chunk)),
+    };
+    tx.send(message).await.map_err(|_| SessionError::SendFailed)
 }
 
 /// Sends an allocation report.

@@ -55,6 +55,7 @@ impl FromStr for Role {
 pub enum Action {
     ReadFleet,
     ReadDeployments,
+    ReadLogs,
     Deploy,
     ReadMetrics,
     RevokeHost,
@@ -64,9 +65,10 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::ReadFleet,
         Action::ReadDeployments,
+        Action::ReadLogs,
         Action::Deploy,
         Action::ReadMetrics,
         Action::RevokeHost,
@@ -79,6 +81,7 @@ impl Action {
         match self {
             Action::ReadFleet => "read the fleet",
             Action::ReadDeployments => "read services and deployments",
+            Action::ReadLogs => "read container logs (they may hold secrets)",
             Action::Deploy => "deploy, roll back, promote or pause services",
             Action::ReadMetrics => "read metrics",
             Action::RevokeHost => "revoke hosts",
@@ -94,7 +97,7 @@ impl Action {
             Action::ReadFleet | Action::ReadDeployments | Action::ReadMetrics | Action::WhoAmI => {
                 Role::Viewer
             }
-            Action::RevokeHost | Action::Deploy => Role::Operator,
+            Action::RevokeHost | Action::Deploy | Action::ReadLogs => Role::Operator,
             Action::ManageJoinTokens | Action::ManageApiTokens => Role::Admin,
         }
     }
@@ -163,6 +166,7 @@ mod tests {
             (ReadFleet, [true, true, true]),
             (ReadDeployments, [true, true, true]),
             (Deploy, [true, true, false]),
+            (ReadLogs, [true, true, false]),
             (ReadMetrics, [true, true, true]),
             (WhoAmI, [true, true, true]),
             (RevokeHost, [true, true, false]),

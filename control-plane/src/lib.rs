@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod grpc;
 pub mod http;
 pub mod ingest;
+pub mod logs;
 pub mod pki;
 pub mod secrets;
 pub mod server;

@@ -80,6 +80,7 @@ pub enum AuthError {
 /// The control plane's shared state.
 pub struct ControlPlane {
     pub store: Store,
+    pub logs: crate::logs::LogRelay,
     pub deploy: crate::deploy::controller::Deployments,
     pub fleet: Arc<Fleet>,
     pub ca: Arc<Ca>,
@@ -101,6 +102,7 @@ impl ControlPlane {
     ) -> Arc<Self> {
         Arc::new(Self {
             writer: SampleWriter::spawn(store.clone()),
+            logs: crate::logs::LogRelay::default(),
             deploy: crate::deploy::controller::Deployments::new(
                 store.clone(),
                 fleet.clone(),

@@ -11,7 +11,8 @@ use std::time::Duration;
 both_stores!(
     apply_roll_over_and_roll_back,
     bad_specs_and_impossible_placements,
-    json_over_http
+    json_over_http,
+    container_logs
 );
 
 fn docker_host() -> String {
@@ -367,6 +368,109 @@ async fn json_over_http(env: &TestEnv) -> anyhow::Result<()> {
         .http_get("/api/v1/services/no-such-service", Some(&viewer))
         .await?;
     ensure!(missing.status == 404, "{}", missing.status);
+    agent.kill().await?;
+    for (id, _) in containers(&service).await? {
+        let _ = docker(&["rm", "-f", &id]).await;
+    }
+    Ok(())
+}
+
+/// `argosy logs` reads a service's container output through its agent:
+/// stdout and stderr apart, the tail, and following new lines; viewers may
+/// not read logs.
+async fn container_logs(env: &TestEnv) -> anyhow::Result<()> {
+    let cp = ControlPlane::start(env, &[]).await?;
+    let join = cp.join_string("eu-west", &[], 1).await?;
+    let mut agent = Agent::start(env, &join, "1s")?;
+    let id = agent.wait_enrolled().await?;
+    cp.wait_online(&id).await?;
+    let service = unique("logs");
+    let dir = env.new_dir("specs");
+    let spec = dir.join("logs.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: {service}\nimage: {}/argosy-test/web:v1\n\
+             command: \"echo hello-out; echo hello-err >&2; i=0; while :; do i=$((i+1)); echo tick-$i; sleep 1; done\"\n\
+             resources:\n  memory: 16MiB\nupdate:\n  strategy: rolling\n  min_healthy_time: 1s\n",
+            registry()
+        ),
+    )?;
+    cp.cli()
+        .run(&["apply", "-f", spec.to_str().unwrap(), "--watch"])
+        .await?
+        .ok()?;
+    let out = eventually_within("the first lines", Duration::from_secs(30), || async {
+        let out = cp
+            .cli()
+            .run(&["logs", &service, "--tail", "50"])
+            .await?
+            .ok()?;
+        ensure!(
+            out.stdout.contains("hello-out") && out.stderr.contains("hello-err"),
+            "{out:?}"
+        );
+        Ok(out)
+    })
+    .await?;
+    ensure!(
+        !out.stdout.contains("hello-err"),
+        "stderr leaked into stdout: {}",
+        out.stdout
+    );
+
+    // Following shows lines written after the call.
+    let before = out.stdout.lines().filter(|l| l.contains("tick-")).count();
+    let mut follow = tokio::process::Command::new(&argosy_e2e::binaries().argosy)
+        .args(["logs", &service, "--follow", "--tail", "1"])
+        .env("ARGOSY_ADDR", cp.grpc())
+        .env("ARGOSY_TOKEN", &cp.admin_token)
+        .env("ARGOSY_CA_FINGERPRINT", cp.ca_fingerprint.to_string())
+        .env("HOME", dir.join("home"))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = follow.stdout.take().context("no stdout")?;
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while seen.len() < 3 {
+            match lines.next_line().await? {
+                Some(line) => seen.push(line),
+                None => anyhow::bail!("logs --follow ended early after {seen:?}"),
+            }
+        }
+        anyhow::Ok(())
+    })
+    .await
+    .context("logs --follow showed no new lines")??;
+    ensure!(
+        seen.iter().all(|l| l.contains("tick-")),
+        "{seen:?} (had {before} ticks before)"
+    );
+    follow.kill().await?;
+
+    // Logs may hold secrets: viewers may not read them.
+    let viewer = cp
+        .cli()
+        .run(&[
+            "token", "create", "--name", "ro", "--role", "viewer", "-o", "json",
+        ])
+        .await?
+        .ok()?
+        .json()?;
+    let denied = cp
+        .cli()
+        .env(
+            "ARGOSY_TOKEN",
+            viewer["secret"].as_str().unwrap_or_default(),
+        )
+        .run(&["logs", &service])
+        .await?;
+    ensure!(
+        !denied.status.success() && denied.stderr.contains("operator"),
+        "{denied:?}"
+    );
     agent.kill().await?;
     for (id, _) in containers(&service).await? {
         let _ = docker(&["rm", "-f", &id]).await;

@@ -541,3 +541,55 @@ fn print_change(output: Output, change: &pb::ServiceChange) {
         Output::Table => println!("{}", change.message),
     }
 }
+
+#[derive(Debug, Args)]
+pub(super) struct LogsArgs {
+    service: String,
+    /// Only this allocation (default: every placed allocation, interleaved).
+    #[arg(long)]
+    alloc: Option<String>,
+    /// Keep streaming new output.
+    #[arg(short = 'f', long)]
+    follow: bool,
+    /// Lines from the end per allocation.
+    #[arg(long, default_value_t = 100)]
+    tail: u32,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// `argosy logs`: container output through the agents; stdout to stdout,
+/// stderr to stderr, prefixed with the allocation when several are shown.
+pub(super) async fn logs(args: LogsArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let connection = connect(&args.client)?;
+    let several = args.alloc.is_none();
+    let mut stream = deploy_client(&connection)
+        .logs(pb::LogsRequest {
+            service: args.service,
+            allocation_id: args.alloc.unwrap_or_default(),
+            follow: args.follow,
+            tail: args.tail,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    while let Some(line) = stream.message().await.map_err(status_error)? {
+        let prefix = if several {
+            format!("{} | ", line.allocation_id)
+        } else {
+            String::new()
+        };
+        let text = String::from_utf8_lossy(&line.data);
+        let mut out: Box<dyn std::io::Write> = if line.stderr {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(std::io::stdout())
+        };
+        for piece in text.split_inclusive('\n') {
+            write!(out, "{prefix}{piece}")?;
+        }
+        out.flush()?;
+    }
+    Ok(())
+}

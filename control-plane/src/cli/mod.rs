@@ -69,6 +69,8 @@ enum Command {
     Deployments(deploy::DeploymentsCommand),
     /// Deploy an earlier revision of a service (or revert the one in progress).
     Rollback(deploy::RollbackArgs),
+    /// Container logs of a service, through the agents that run it.
+    Logs(deploy::LogsArgs),
     /// Change how many allocations of a service run, until its next deployment.
     Scale(deploy::ScaleArgs),
     /// Drain and stop every allocation of a service (`scale` or `apply` starts it again).
@@ -134,6 +136,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Revisions(args) => deploy::revisions(args).await,
         Command::Deployments(command) => deploy::deployments(command).await,
         Command::Rollback(args) => deploy::rollback(args).await,
+        Command::Logs(args) => deploy::logs(args).await,
         Command::Scale(args) => deploy::scale(args).await,
         Command::Stop(args) => deploy::stop(args).await,
     }

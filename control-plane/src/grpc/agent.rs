@@ -354,6 +354,17 @@ async fn run_session(
                     break;
                 }
             }
+            Some(agent_message::Body::LogChunk(chunk)) => {
+                let id = chunk.request_id;
+                if !cp.logs.deliver(chunk).await {
+                    let cancel = control_message::Body::LogCancel(pb::LogCancel { request_id: id });
+                    let _ = session.outbound.try_send(control(cancel));
+                }
+                let ack = control_message::Body::Ack(pb::Ack { seq: message.seq });
+                if session.outbound.send(control(ack)).await.is_err() {
+                    break;
+                }
+            }
             Some(agent_message::Body::Allocations(report)) => {
                 cp.fleet.heard_from(&host_id, now);
                 if !report.host_error.is_empty() {

@@ -220,6 +220,30 @@ impl DeployApi {
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::DeploymentEvent, Status>> + Send>>;
+type LogsStream = Pin<Box<dyn Stream<Item = Result<pb::LogLine, Status>> + Send>>;
+
+/// Open log requests of one `Logs` call; telling the agents to stop when
+/// the caller goes away.
+struct LogRequests {
+    cp: Arc<ControlPlane>,
+    open: Vec<(u64, String)>,
+}
+
+impl Drop for LogRequests {
+    fn drop(&mut self) {
+        for (id, host) in &self.open {
+            self.cp.logs.close(*id);
+            self.cp.fleet.send(
+                host,
+                pb::ControlMessage {
+                    body: Some(pb::control_message::Body::LogCancel(pb::LogCancel {
+                        request_id: *id,
+                    })),
+                },
+            );
+        }
+    }
+}
 
 #[tonic::async_trait]
 impl deploy_service_server::DeployService for DeployApi {
@@ -485,5 +509,101 @@ impl deploy_service_server::DeployService for DeployApi {
             .await
             .map_err(deploy_status)?;
         self.service_change(change).await.map(Response::new)
+    }
+
+    type LogsStream = LogsStream;
+
+    async fn logs(
+        &self,
+        request: Request<pb::LogsRequest>,
+    ) -> Result<Response<LogsStream>, Status> {
+        principal(&self.cp, &request, Action::ReadLogs).await?;
+        let r = request.into_inner();
+        if self
+            .cp
+            .store
+            .service(&r.service)
+            .await
+            .map_err(store_status)?
+            .is_none()
+        {
+            return Err(Status::not_found(format!(
+                "no service named {:?}; `argosy services list` shows them",
+                r.service
+            )));
+        }
+        let allocations: Vec<AllocationRow> = self
+            .cp
+            .store
+            .allocations_for_service(&r.service)
+            .await
+            .map_err(store_status)?
+            .into_iter()
+            .filter(|a| a.desired_run && a.host_id.is_some())
+            .filter(|a| r.allocation_id.is_empty() || a.id == r.allocation_id)
+            .collect();
+        if allocations.is_empty() {
+            return Err(Status::not_found(if r.allocation_id.is_empty() {
+                format!(
+                    "service {} has no placed allocation to read logs from",
+                    r.service
+                )
+            } else {
+                format!(
+                    "service {} has no placed allocation {}",
+                    r.service, r.allocation_id
+                )
+            }));
+        }
+        let tail = if r.tail == 0 { 100 } else { r.tail };
+        let mut requests = LogRequests {
+            cp: self.cp.clone(),
+            open: Vec::new(),
+        };
+        let mut streams = Vec::new();
+        for a in allocations {
+            let host = a.host_id.clone().unwrap_or_default();
+            let (id, rx) = self.cp.logs.open();
+            let sent = self.cp.fleet.send(
+                &host,
+                pb::ControlMessage {
+                    body: Some(pb::control_message::Body::LogRequest(pb::LogRequest {
+                        request_id: id,
+                        allocation_id: a.id.clone(),
+                        follow: r.follow,
+                        tail,
+                    })),
+                },
+            );
+            if !sent {
+                self.cp.logs.close(id);
+                continue;
+            }
+            requests.open.push((id, host.clone()));
+            let (allocation_id, host_id) = (a.id.clone(), host);
+            streams.push(tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+                move |chunk| (allocation_id.clone(), host_id.clone(), chunk),
+            ));
+        }
+        if streams.is_empty() {
+            return Err(Status::unavailable(format!(
+                "no host running {} is connected right now; try again when it is online",
+                r.service
+            )));
+        }
+        let mut merged = futures_util::stream::select_all(streams);
+        let stream = async_stream::try_stream! {
+            let _requests = requests;
+            while let Some((allocation_id, host_id, chunk)) = futures_util::StreamExt::next(&mut merged).await {
+                if !chunk.error.is_empty() {
+                    Err(Status::failed_precondition(format!("logs of {allocation_id} on {host_id}: {}", chunk.error)))?;
+                }
+                if !chunk.data.is_empty() {
+                    yield pb::LogLine { allocation_id, host_id, stderr: chunk.stderr, data: chunk.data };
+                }
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
     }
 }
