@@ -320,6 +320,9 @@ async fn out_of_memory_is_reported_and_restarted(env: &TestEnv) -> anyhow::Resul
         },
     )
     .await?;
+    // The kill is in the service's history.
+    let history = s["history"].to_string();
+    ensure!(history.contains("OOM-killed"), "history: {history}");
     // The limits Docker enforces are the spec's.
     let container = s["allocations"][0]["container_id"]
         .as_str()

@@ -172,6 +172,31 @@ pub struct ReportedStatus {
     pub updated_at_ms: i64,
 }
 
+/// The history line for what changed in an allocation's report, if it
+/// is worth one: a container that exited or was OOM-killed and restarted.
+pub fn exit_event(
+    allocation_id: &str,
+    host_id: &str,
+    previous: &ReportedStatus,
+    current: &ReportedStatus,
+) -> Option<String> {
+    if current.restarts <= previous.restarts && !(current.oom_killed && !previous.oom_killed) {
+        return None;
+    }
+    let cause = if current.oom_killed {
+        format!(
+            "was OOM-killed (exit code {}): it reached its memory limit",
+            current.exit_code
+        )
+    } else {
+        format!("exited with code {}", current.exit_code)
+    };
+    Some(format!(
+        "allocation {allocation_id} on {host_id} {cause}; restarted {} time(s)",
+        current.restarts
+    ))
+}
+
 /// How the rollout machine sees an allocation row: a pure mapping.
 pub fn observed_health(row: &AllocationRow, status: &ReportedStatus) -> Health {
     match (row.state.as_str(), row.health.as_str()) {
@@ -872,6 +897,7 @@ impl Deployments {
         let mut services = BTreeSet::new();
         let mut finished = Vec::new();
         let mut changed = Vec::new();
+        let mut history = Vec::new();
         for status in report.allocations {
             let Some(mut row) = self.store.allocation(&status.allocation_id).await? else {
                 continue;
@@ -896,6 +922,11 @@ impl Deployments {
                 services.insert(row.service.clone());
                 continue;
             }
+            let previous: ReportedStatus =
+                serde_json::from_str(&row.status_json).unwrap_or_default();
+            if let Some(line) = exit_event(&row.id, host_id, &previous, &reported) {
+                history.push((row.service.clone(), line));
+            }
             if row.state != state || row.health != health || row.status_json != status_json {
                 row.state = state.to_owned();
                 row.health = health.to_owned();
@@ -906,6 +937,9 @@ impl Deployments {
             }
         }
         self.store.upsert_allocations(&changed).await?;
+        for (service, line) in history {
+            self.record_for_service(&service, now, &line).await?;
+        }
         if !finished.is_empty() {
             self.store.delete_allocations(&finished).await?;
             self.push(BTreeSet::from([host_id.to_owned()])).await?;
@@ -1623,6 +1657,35 @@ mod tests {
         assert_eq!(
             host_gone_text("x", &hosts, started, started),
             "is no longer in the fleet"
+        );
+    }
+
+    #[test]
+    fn exits_and_oom_kills_make_history() {
+        let status = |restarts, exit_code, oom_killed| ReportedStatus {
+            restarts,
+            exit_code,
+            oom_killed,
+            ..Default::default()
+        };
+        assert_eq!(
+            exit_event("a", "h", &status(0, 0, false), &status(0, 0, false)),
+            None
+        );
+        assert_eq!(
+            exit_event("a", "h", &status(1, 1, false), &status(1, 1, false)),
+            None,
+            "nothing new"
+        );
+        assert_eq!(
+            exit_event("a", "h", &status(0, 0, false), &status(1, 137, true)).as_deref(),
+            Some(
+                "allocation a on h was OOM-killed (exit code 137): it reached its memory limit; restarted 1 time(s)"
+            )
+        );
+        assert_eq!(
+            exit_event("a", "h", &status(1, 137, true), &status(2, 3, false)).as_deref(),
+            Some("allocation a on h exited with code 3; restarted 2 time(s)")
         );
     }
 
