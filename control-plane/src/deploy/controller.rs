@@ -180,7 +180,9 @@ pub fn exit_event(
     previous: &ReportedStatus,
     current: &ReportedStatus,
 ) -> Option<String> {
-    if current.restarts <= previous.restarts && !(current.oom_killed && !previous.oom_killed) {
+    let restarted = current.restarts > previous.restarts;
+    let newly_oom_killed = current.oom_killed && !previous.oom_killed;
+    if !restarted && !newly_oom_killed {
         return None;
     }
     let cause = if current.oom_killed {
