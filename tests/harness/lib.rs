@@ -20,6 +20,7 @@ pub mod agent;
 pub mod api;
 pub mod binaries;
 pub mod control_plane;
+pub mod docker;
 pub mod env;
 pub mod process;
 pub mod wait;

@@ -5,6 +5,7 @@
 //! or an impossible placement says precisely what is wrong.
 
 use anyhow::{Context, ensure};
+use argosy_e2e::docker::{containers, docker, registry, unique_name as unique};
 use argosy_e2e::{Agent, ControlPlane, TestEnv, both_stores, eventually_within};
 use std::time::Duration;
 
@@ -14,20 +15,6 @@ both_stores!(
     json_over_http,
     container_logs
 );
-
-fn docker_host() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .expect("DOCKER_HOST is not set: run scripts/test, which starts a Docker engine")
-}
-
-fn registry() -> String {
-    std::env::var("ARGOSY_TEST_REGISTRY")
-        .ok()
-        .filter(|r| !r.is_empty())
-        .expect("ARGOSY_TEST_REGISTRY is not set: run scripts/test, which starts a registry")
-}
 
 fn web_spec(name: &str, version: &str, replicas: u32) -> String {
     format!(
@@ -53,43 +40,6 @@ update:
 "#,
         registry = registry()
     )
-}
-
-/// `docker` on the test engine.
-async fn docker(args: &[&str]) -> anyhow::Result<String> {
-    let output = tokio::process::Command::new("docker")
-        .args(args)
-        .env("DOCKER_HOST", docker_host())
-        .output()
-        .await
-        .context("cannot run the docker client")?;
-    ensure!(
-        output.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(String::from_utf8(output.stdout)?)
-}
-
-/// Running containers of `service` as (id, image).
-async fn containers(service: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let text = docker(&[
-        "ps",
-        "--filter",
-        &format!("label=argosy.service={service}"),
-        "--format",
-        "{{.ID}} {{.Image}}",
-    ])
-    .await?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(id, image)| (id.to_owned(), image.to_owned()))
-        .collect())
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", rand::random::<u32>() % 100_000)
 }
 
 async fn apply_roll_over_and_roll_back(env: &TestEnv) -> anyhow::Result<()> {

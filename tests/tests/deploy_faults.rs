@@ -4,6 +4,7 @@
 //! process outside Argosy already holds.
 
 use anyhow::{Context, ensure};
+use argosy_e2e::docker::{docker, registry, remove_service as remove, unique_name as name};
 use argosy_e2e::{Agent, ControlPlane, TestEnv, both_stores, eventually_within};
 use std::time::Duration;
 
@@ -15,35 +16,6 @@ both_stores!(
     out_of_memory_is_reported_and_restarted,
     docker_engine_down_is_reported_and_recovers
 );
-
-fn docker_host() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .expect("DOCKER_HOST is not set: run scripts/test, which starts a Docker engine")
-}
-
-fn registry() -> String {
-    std::env::var("ARGOSY_TEST_REGISTRY")
-        .ok()
-        .filter(|r| !r.is_empty())
-        .expect("ARGOSY_TEST_REGISTRY is not set: run scripts/test, which starts a registry")
-}
-
-async fn docker(args: &[&str]) -> anyhow::Result<String> {
-    let output = tokio::process::Command::new("docker")
-        .args(args)
-        .env("DOCKER_HOST", docker_host())
-        .output()
-        .await
-        .context("cannot run the docker client")?;
-    ensure!(
-        output.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(String::from_utf8(output.stdout)?)
-}
 
 /// (running, all) containers of `service`.
 async fn counts(service: &str) -> anyhow::Result<(usize, usize)> {
@@ -57,25 +29,6 @@ async fn counts(service: &str) -> anyhow::Result<(usize, usize)> {
         .lines()
         .count();
     Ok((running, all))
-}
-
-async fn remove(service: &str) {
-    if let Ok(ids) = docker(&[
-        "ps",
-        "-aq",
-        "--filter",
-        &format!("label=argosy.service={service}"),
-    ])
-    .await
-    {
-        for id in ids.lines() {
-            let _ = docker(&["rm", "-f", id]).await;
-        }
-    }
-}
-
-fn name(prefix: &str) -> String {
-    format!("{prefix}-{}", rand::random::<u32>() % 100_000)
 }
 
 fn web(name: &str, version: &str, replicas: u32, extra: &str) -> String {
@@ -347,12 +300,13 @@ async fn out_of_memory_is_reported_and_restarted(env: &TestEnv) -> anyhow::Resul
 /// Runs `scripts/docker-engine start|stop DIR`; returns the DOCKER_HOST it printed.
 async fn engine(action: &str, dir: &std::path::Path) -> anyhow::Result<String> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/docker-engine");
-    let output = tokio::process::Command::new("bash")
-        .arg(script)
-        .arg(action)
-        .arg(dir)
-        .output()
-        .await?;
+    let mut command = tokio::process::Command::new("bash");
+    command.arg(script).arg(action).arg(dir);
+    if action == "start" {
+        // Its own engine must not touch the main engine's NAT chains.
+        command.arg("--no-iptables");
+    }
+    let output = command.output().await?;
     ensure!(
         output.status.success(),
         "scripts/docker-engine {action} failed: {}",

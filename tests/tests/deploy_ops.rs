@@ -8,6 +8,7 @@
 //! service's history with who did it.
 
 use anyhow::{Context, ensure};
+use argosy_e2e::docker::{containers, registry, remove_service as remove, unique_name as unique};
 use argosy_e2e::{Agent, ControlPlane, TestEnv, both_stores, eventually_within};
 use std::time::Duration;
 
@@ -17,20 +18,6 @@ both_stores!(
     busy_service_refuses_and_cancel_restores,
     lost_host_is_rescheduled
 );
-
-fn docker_host() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .expect("DOCKER_HOST is not set: run scripts/test, which starts a Docker engine")
-}
-
-fn registry() -> String {
-    std::env::var("ARGOSY_TEST_REGISTRY")
-        .ok()
-        .filter(|r| !r.is_empty())
-        .expect("ARGOSY_TEST_REGISTRY is not set: run scripts/test, which starts a registry")
-}
 
 /// The test web image at `version`, health-checked on `path` (a path it
 /// does not serve never becomes healthy).
@@ -60,39 +47,6 @@ update:
     )
 }
 
-/// `docker` on the test engine.
-async fn docker(args: &[&str]) -> anyhow::Result<String> {
-    let output = tokio::process::Command::new("docker")
-        .args(args)
-        .env("DOCKER_HOST", docker_host())
-        .output()
-        .await
-        .context("cannot run the docker client")?;
-    ensure!(
-        output.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(String::from_utf8(output.stdout)?)
-}
-
-/// Running containers of `service` as (id, image).
-async fn containers(service: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let text = docker(&[
-        "ps",
-        "--filter",
-        &format!("label=argosy.service={service}"),
-        "--format",
-        "{{.ID}} {{.Image}}",
-    ])
-    .await?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(id, image)| (id.to_owned(), image.to_owned()))
-        .collect())
-}
-
 /// Waits until exactly `n` containers of `service` run, all of `version`.
 async fn wait_running(service: &str, n: usize, version: &str) -> anyhow::Result<()> {
     eventually_within(
@@ -111,26 +65,6 @@ async fn wait_running(service: &str, n: usize, version: &str) -> anyhow::Result<
         },
     )
     .await
-}
-
-/// Removes every container of `service` from the engine, for the other tests.
-async fn remove(service: &str) {
-    if let Ok(ids) = docker(&[
-        "ps",
-        "-aq",
-        "--filter",
-        &format!("label=argosy.service={service}"),
-    ])
-    .await
-    {
-        for id in ids.lines().filter(|l| !l.is_empty()) {
-            let _ = docker(&["rm", "-f", id]).await;
-        }
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", rand::random::<u32>() % 100_000)
 }
 
 /// `argosy services show NAME -o json`.

@@ -4,6 +4,7 @@
 //! window; canary runs canaries next to the old set and promotes in steps.
 
 use anyhow::{Context, ensure};
+use argosy_e2e::docker::{docker, registry, remove_service as remove};
 use argosy_e2e::{Agent, ControlPlane, TestEnv, both_stores, eventually_within};
 use std::time::Duration;
 
@@ -12,20 +13,6 @@ both_stores!(
     blue_green_waits_for_promotion,
     canary_promotes_in_steps
 );
-
-fn docker_host() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .expect("DOCKER_HOST is not set: run scripts/test, which starts a Docker engine")
-}
-
-fn registry() -> String {
-    std::env::var("ARGOSY_TEST_REGISTRY")
-        .ok()
-        .filter(|r| !r.is_empty())
-        .expect("ARGOSY_TEST_REGISTRY is not set: run scripts/test, which starts a registry")
-}
 
 /// A spec of the test web image at `version` whose health check asks for
 /// `path`, with `update` as the update block.
@@ -40,21 +27,6 @@ fn spec(name: &str, version: &str, path: &str, update: &str) -> String {
 }
 
 const ROLLING: &str = "  strategy: rolling\n  max_parallel: 1\n  min_healthy_time: 1s\n  healthy_deadline: 8s\n  progress_deadline: 30s\n  auto_revert: true\n";
-
-async fn docker(args: &[&str]) -> anyhow::Result<String> {
-    let output = tokio::process::Command::new("docker")
-        .args(args)
-        .env("DOCKER_HOST", docker_host())
-        .output()
-        .await
-        .context("cannot run the docker client")?;
-    ensure!(
-        output.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(String::from_utf8(output.stdout)?)
-}
 
 /// Images of the running containers of `service`, sorted.
 async fn images(service: &str) -> anyhow::Result<Vec<String>> {
@@ -72,21 +44,6 @@ async fn images(service: &str) -> anyhow::Result<Vec<String>> {
         .collect();
     images.sort();
     Ok(images)
-}
-
-async fn remove(service: &str) {
-    if let Ok(ids) = docker(&[
-        "ps",
-        "-aq",
-        "--filter",
-        &format!("label=argosy.service={service}"),
-    ])
-    .await
-    {
-        for id in ids.lines() {
-            let _ = docker(&["rm", "-f", id]).await;
-        }
-    }
 }
 
 struct Fixture {
