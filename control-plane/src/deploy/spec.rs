@@ -2195,13 +2195,10 @@ fn is_dns_label(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
-/// The rule host regions and labels are enrolled with (see
-/// `grpc::tokens::valid_name`): 1–63 letters, digits, `-`, `_`, `.`, `/`.
-/// A spec naming anything else could never be placed.
+/// A spec naming a region or label outside the enrollment rule could never
+/// be placed.
 fn is_label_part(s: &str) -> bool {
-    (1..=63).contains(&s.len())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+    super::units::is_label_part(s)
 }
 
 fn bad_region(name: &str) -> String {

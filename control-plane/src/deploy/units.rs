@@ -542,6 +542,14 @@ pub fn format_volume_mount(mount: &VolumeMount) -> String {
     format!("{source}:{}{mode}", mount.target)
 }
 
+/// The one rule for region names and label keys and values, at enrollment
+/// and in specs: 1–63 letters, digits, `-`, `_`, `.`, `/`.
+pub fn is_label_part(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,12 +69,7 @@ fn api_token_wire(row: ApiTokenRow) -> ApiToken {
 
 /// Checks a region or label part: lowercase letters, digits, `-`, `_`, `.`, `/`.
 pub fn valid_name(field: &str, value: &str) -> Result<(), Status> {
-    let ok = !value.is_empty()
-        && value.len() <= 63
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
-    if ok {
+    if crate::deploy::units::is_label_part(value) {
         Ok(())
     } else {
         Err(Status::invalid_argument(format!(
