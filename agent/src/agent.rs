@@ -173,9 +173,10 @@ pub async fn run(
         None => None,
     };
     let sampler = Sampler::new()?;
-    let workloads = match crate::allocations::Allocations::start(
-        crate::allocations::AllocationsOptions::new(state.path(), stored.identity.host_id.clone()),
-    ) {
+    let mut runtime_options =
+        crate::allocations::AllocationsOptions::new(state.path(), stored.identity.host_id.clone());
+    runtime_options.secrets_dir = config.secrets_dir.clone();
+    let workloads = match crate::allocations::Allocations::start(runtime_options) {
         Ok((allocations, reports)) => Some(session::Workloads {
             allocations,
             reports,

@@ -8,6 +8,12 @@
 //! `DesiredState` from the control plane, the report receiver for what to
 //! send back, [`Allocations::logs`] for `argosy logs`.
 //!
+//! Secrets: before it creates a container it gets the allocation's secrets
+//! ready through [`Secrets::prepare`] (asking the control plane over the
+//! session for values it does not hold); an allocation whose secret is
+//! refused fails with the reason. After every pass it drops the values and
+//! secret files no allocation needs any more.
+//!
 //! Static stability: on start it loads the persisted desired state and
 //! reconciles it (adopting the containers it finds) with no control plane.
 //! Until it has a desired state at all it never touches a container. When
@@ -21,6 +27,8 @@ use crate::health::{self, CheckState, HealthUpdate};
 use crate::reconcile::{
     self, Action, Exit, Failure, HealthView, History, ObservedContainer, RunState, World,
 };
+use crate::secret_cache;
+use crate::secrets::{SecretFiles, Secrets, SecretsError};
 use argosy_proto::v1::allocation_status::Health;
 use argosy_proto::v1::{Allocation, AllocationReport, AllocationStatus, DesiredState};
 use futures_util::StreamExt;
@@ -49,6 +57,10 @@ pub struct AllocationsOptions {
     pub tick: Duration,
     /// SIGTERM-to-SIGKILL grace when stopping a container.
     pub stop_grace: Duration,
+    /// Where secret files go (`--secrets-dir`); must be on tmpfs or ramfs.
+    pub secrets_dir: PathBuf,
+    /// How long to wait for the control plane to send secrets.
+    pub secret_wait: Duration,
     pub clock: Clock,
 }
 
@@ -60,12 +72,15 @@ impl std::fmt::Debug for AllocationsOptions {
             .field("owner", &self.owner)
             .field("tick", &self.tick)
             .field("stop_grace", &self.stop_grace)
+            .field("secrets_dir", &self.secrets_dir)
+            .field("secret_wait", &self.secret_wait)
             .finish_non_exhaustive()
     }
 }
 
 impl AllocationsOptions {
-    /// Production settings: a 5 s tick, 10 s stop grace, the system clock.
+    /// Production settings: a 5 s tick, 10 s stop grace, secrets in
+    /// [`crate::secrets::DEFAULT_SECRETS_DIR`], the system clock.
     pub fn new(state_dir: impl Into<PathBuf>, owner: impl Into<String>) -> Self {
         Self {
             state_dir: state_dir.into(),
@@ -73,6 +88,8 @@ impl AllocationsOptions {
             owner: owner.into(),
             tick: Duration::from_secs(5),
             stop_grace: Duration::from_secs(10),
+            secrets_dir: PathBuf::from(crate::secrets::DEFAULT_SECRETS_DIR),
+            secret_wait: crate::secrets::DEFAULT_WAIT,
             clock: Arc::new(crate::agent::system_now_ms),
         }
     }
@@ -107,6 +124,7 @@ struct Inner {
     apply: Mutex<()>,
     reports: watch::Receiver<AllocationReport>,
     nudge: mpsc::Sender<()>,
+    secrets: Secrets,
     _task: Abort,
 }
 
@@ -159,6 +177,13 @@ impl Allocations {
                 "running the stored desired state until the control plane sends a newer one"
             );
         }
+        let secrets = Secrets::new(SecretFiles::open(&options.secrets_dir), options.secret_wait);
+        // Secret files of allocations this host no longer knows (removed
+        // while the agent was down) go at once; the others stay for the
+        // containers that may still use them.
+        if let Some(stored) = &stored {
+            secrets.clean_files(&stored.allocations.iter().map(|a| a.id.clone()).collect());
+        }
         let initial = AllocationReport {
             applied_version: stored.as_ref().map_or(0, |d| d.version),
             ..AllocationReport::default()
@@ -184,6 +209,7 @@ impl Allocations {
             report: report_tx,
             wake_at: None,
             nudge: nudge_tx.clone(),
+            secrets: secrets.clone(),
         };
         let task = tokio::spawn(runtime.run(nudge_rx, health_rx));
         let inner = Inner {
@@ -192,6 +218,7 @@ impl Allocations {
             apply: Mutex::new(()),
             reports: report_rx.clone(),
             nudge: nudge_tx,
+            secrets,
             _task: Abort(task),
         };
         Ok((
@@ -234,6 +261,12 @@ impl Allocations {
         let _ = self.inner.nudge.try_send(());
         saved?;
         Ok(true)
+    }
+
+    /// The secrets the runtime asks for, which the session sends and
+    /// answers.
+    pub fn secrets(&self) -> &Secrets {
+        &self.inner.secrets
     }
 
     /// The latest report.
@@ -306,6 +339,7 @@ struct Runtime {
     report: watch::Sender<AllocationReport>,
     wake_at: Option<Instant>,
     nudge: mpsc::Sender<()>,
+    secrets: Secrets,
 }
 
 /// A pass stopped because the engine went away.
@@ -462,7 +496,28 @@ impl Runtime {
             self.list(&engine).await?;
         }
         self.sync_health(&engine, &desired);
+        self.forget_unused_secrets(&desired);
         Ok(())
+    }
+
+    /// Drops the secret values no allocation meant to run references, and
+    /// the secret files of allocations neither desired nor still holding a
+    /// container.
+    fn forget_unused_secrets(&self, desired: &DesiredState) {
+        self.secrets
+            .retain(&secret_cache::referenced(&desired.allocations));
+        let keep: BTreeSet<String> = desired
+            .allocations
+            .iter()
+            .filter(|a| a.run)
+            .map(|a| a.id.clone())
+            .chain(
+                self.observed
+                    .iter()
+                    .filter_map(|l| l.container.allocation().map(str::to_owned)),
+            )
+            .collect();
+        self.secrets.clean_files(&keep);
     }
 
     /// The observed containers, with `healthy` from the health checks.
@@ -582,11 +637,12 @@ impl Runtime {
         }
 
         let owner = self.options.owner.as_str();
+        let secrets = &self.secrets;
         let outcomes: Vec<Outcome<'_>> = futures_util::stream::iter(groups)
             .map(|(key, actions)| {
                 let allocation = allocations.get(key.as_str()).copied();
                 let pull_failure = pull_failures.get(&key).cloned();
-                run_group(engine, owner, allocation, actions, pull_failure)
+                run_group(engine, owner, secrets, allocation, actions, pull_failure)
             })
             .buffer_unordered(PARALLEL)
             .collect()
@@ -600,12 +656,10 @@ impl Runtime {
                 self.health.remove(container);
             }
             let Some(allocation) = outcome.allocation else {
-                if let Some(error) = outcome.error {
-                    if error.is_unreachable() {
-                        down = Some(error);
-                    } else {
-                        tracing::warn!(%error, "cannot clean up a container");
-                    }
+                match outcome.error {
+                    Some(RunError::Engine(error)) if error.is_unreachable() => down = Some(error),
+                    Some(error) => tracing::warn!(%error, "cannot clean up a container"),
+                    None => {}
                 }
                 continue;
             };
@@ -628,7 +682,7 @@ impl Runtime {
                         history.failure = None;
                     }
                 }
-                Some(error) if error.is_unreachable() => down = Some(error),
+                Some(RunError::Engine(error)) if error.is_unreachable() => down = Some(error),
                 Some(error) => {
                     tracing::warn!(allocation = %allocation.id, %error, "allocation failed");
                     let hash = allocation
@@ -816,7 +870,16 @@ struct Outcome<'a> {
     restarted: Option<(u32, Exit)>,
     removed: Vec<String>,
     /// The first error; the group stopped there.
-    error: Option<EngineError>,
+    error: Option<RunError>,
+}
+
+/// Why an allocation's actions stopped.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
 }
 
 /// Runs one allocation's (or one clean-up's) actions in order, stopping
@@ -824,6 +887,7 @@ struct Outcome<'a> {
 async fn run_group<'a>(
     engine: &Engine,
     owner: &str,
+    secrets: &Secrets,
     allocation: Option<&'a Allocation>,
     actions: Vec<Action>,
     pull_failure: Option<EngineError>,
@@ -833,26 +897,30 @@ async fn run_group<'a>(
         acted: false,
         restarted: None,
         removed: Vec::new(),
-        error: pull_failure,
+        error: pull_failure.map(RunError::Engine),
     };
     if outcome.error.is_some() {
         return outcome;
     }
     for action in actions {
         tracing::debug!(?action, "executing");
-        let result = match &action {
+        let result: Result<(), RunError> = match &action {
             Action::Create { spec_hash, .. } => match allocation {
-                Some(allocation) => create_and_start(engine, owner, allocation, spec_hash).await,
+                Some(allocation) => {
+                    create_and_start(engine, owner, secrets, allocation, spec_hash).await
+                }
                 None => continue,
             },
-            Action::Start { container, .. } => engine.start(container).await,
+            Action::Start { container, .. } => {
+                start_with_secrets(engine, secrets, allocation, container).await
+            }
             Action::Restart {
                 container,
                 streak,
                 exit,
                 ..
             } => {
-                let result = engine.start(container).await;
+                let result = start_with_secrets(engine, secrets, allocation, container).await;
                 if result.is_ok() {
                     outcome.restarted = Some((*streak, *exit));
                 }
@@ -871,7 +939,7 @@ async fn run_group<'a>(
                 let replaced = async {
                     engine.stop(container, *grace).await?;
                     engine.remove(container).await?;
-                    create_and_start(engine, owner, allocation, spec_hash).await
+                    create_and_start(engine, owner, secrets, allocation, spec_hash).await
                 };
                 let result = replaced.await;
                 outcome.removed.push(container.clone());
@@ -879,11 +947,11 @@ async fn run_group<'a>(
             }
             Action::Stop { container, grace } => {
                 tracing::info!(%container, "stopping a container no allocation wants");
-                engine.stop(container, *grace).await
+                engine.stop(container, *grace).await.map_err(RunError::from)
             }
             Action::Remove { container } => {
                 outcome.removed.push(container.clone());
-                engine.remove(container).await
+                engine.remove(container).await.map_err(RunError::from)
             }
             Action::Pull { .. } | Action::Wait { .. } => continue,
         };
@@ -896,15 +964,36 @@ async fn run_group<'a>(
     outcome
 }
 
+/// Gets the allocation's secrets ready, then creates and starts its
+/// container.
 async fn create_and_start(
     engine: &Engine,
     owner: &str,
+    secrets: &Secrets,
     allocation: &Allocation,
     spec_hash: &str,
-) -> Result<(), EngineError> {
-    let id = engine.create(owner, allocation, spec_hash).await?;
+) -> Result<(), RunError> {
+    let injected = secrets.prepare(allocation).await?;
+    let id = engine
+        .create(owner, allocation, spec_hash, &injected)
+        .await?;
+    drop(injected);
     tracing::info!(allocation = %allocation.id, container = %id, "created");
-    engine.start(&id).await
+    Ok(engine.start(&id).await?)
+}
+
+/// Starts an existing container, writing its secret files again first if
+/// they are gone (tmpfs is empty after a reboot).
+async fn start_with_secrets(
+    engine: &Engine,
+    secrets: &Secrets,
+    allocation: Option<&Allocation>,
+    container: &str,
+) -> Result<(), RunError> {
+    if let Some(allocation) = allocation {
+        secrets.ensure_files(allocation).await?;
+    }
+    Ok(engine.start(container).await?)
 }
 
 /// Equal but for `updated_at_ms`.

@@ -62,7 +62,10 @@ pub struct RunArgs {
     /// Serve the latest sample in Prometheus format at http://ADDR/metrics, e.g. 127.0.0.1:9100.
     #[arg(long, env = "ARGOSY_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<String>,
-    /// A TOML file with the same settings (join, state_dir, interval, metrics_listen, log_format, log_level).
+    /// Where secret files for containers go, on tmpfs or ramfs only [default: /run/argosy-agent/secrets].
+    #[arg(long, env = "ARGOSY_SECRETS_DIR", value_name = "DIR")]
+    pub secrets_dir: Option<PathBuf>,
+    /// A TOML file with the same settings (join, state_dir, secrets_dir, interval, metrics_listen, log_format, log_level).
     #[arg(long, env = "ARGOSY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Log format: text or json [default: text].
@@ -79,6 +82,7 @@ pub struct RunArgs {
 pub struct FileConfig {
     pub join: Option<String>,
     pub state_dir: Option<PathBuf>,
+    pub secrets_dir: Option<PathBuf>,
     pub interval: Option<String>,
     pub metrics_listen: Option<String>,
     pub log_format: Option<String>,
@@ -97,6 +101,8 @@ pub enum LogFormat {
 pub struct Config {
     pub join: Option<JoinString>,
     pub state_dir: PathBuf,
+    /// Where secret files go; checked to be on tmpfs or ramfs when used.
+    pub secrets_dir: PathBuf,
     pub interval: Duration,
     pub metrics_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
@@ -109,6 +115,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("join", &self.join.as_ref().map(|join| &join.address))
             .field("state_dir", &self.state_dir)
+            .field("secrets_dir", &self.secrets_dir)
             .field(
                 "interval",
                 &humantime::format_duration(self.interval).to_string(),
@@ -226,6 +233,10 @@ impl Config {
             .state_dir
             .or(file.state_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        let secrets_dir = args
+            .secrets_dir
+            .or(file.secrets_dir)
+            .unwrap_or_else(|| PathBuf::from(crate::secrets::DEFAULT_SECRETS_DIR));
 
         let interval = match pick(
             args.interval,
@@ -291,6 +302,7 @@ impl Config {
         Ok(Self {
             join,
             state_dir,
+            secrets_dir,
             interval,
             metrics_listen,
             log_format,
@@ -351,6 +363,10 @@ mod tests {
         let config = Config::resolve(RunArgs::default(), None).unwrap();
         assert_eq!(config.join, None);
         assert_eq!(config.state_dir, PathBuf::from("/var/lib/argosy-agent"));
+        assert_eq!(
+            config.secrets_dir,
+            PathBuf::from("/run/argosy-agent/secrets")
+        );
         assert_eq!(config.interval, Duration::from_secs(10));
         assert_eq!(config.metrics_listen, None);
         assert_eq!(config.log_format, LogFormat::Text);
@@ -364,6 +380,8 @@ mod tests {
             &join("cp"),
             "--state-dir",
             "/tmp/s",
+            "--secrets-dir",
+            "/dev/shm/s",
             "--interval",
             "1m",
             "--metrics-listen",
@@ -376,6 +394,7 @@ mod tests {
         let config = Config::resolve(args, None).unwrap();
         assert_eq!(config.join.unwrap().address, "cp:7443");
         assert_eq!(config.state_dir, PathBuf::from("/tmp/s"));
+        assert_eq!(config.secrets_dir, PathBuf::from("/dev/shm/s"));
         assert_eq!(config.interval, Duration::from_secs(60));
         assert_eq!(
             config.metrics_listen,
@@ -388,13 +407,14 @@ mod tests {
     #[test]
     fn the_file_fills_what_flags_leave_out_and_flags_win() {
         let file = file(&format!(
-            "join = \"{}\"\nstate_dir = \"/srv/argosy\"\ninterval = \"30s\"\n\
+            "join = \"{}\"\nstate_dir = \"/srv/argosy\"\nsecrets_dir = \"/run/s\"\ninterval = \"30s\"\n\
              metrics_listen = \"0.0.0.0:9100\"\nlog_format = \"json\"\nlog_level = \"warn\"\n",
             join("from-file")
         ));
         let only_file = Config::resolve(RunArgs::default(), file.clone()).unwrap();
         assert_eq!(only_file.join.unwrap().address, "from-file:7443");
         assert_eq!(only_file.state_dir, PathBuf::from("/srv/argosy"));
+        assert_eq!(only_file.secrets_dir, PathBuf::from("/run/s"));
         assert_eq!(only_file.interval, Duration::from_secs(30));
         assert_eq!(
             only_file.metrics_listen,

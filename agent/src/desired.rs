@@ -7,17 +7,18 @@
 //! first, the runtime loop the second.
 //!
 //! Never secret values. [`StoredSpec::from_spec`] is the one place a
-//! container spec is written down: there are no secret values in
-//! `ContainerSpec` yet; when env values can be secret references, that
-//! function must keep only the reference, and the runtime must fetch the
-//! value again (holding it in memory only) before it creates a container.
+//! container spec is written down; `ContainerSpec` carries secrets as
+//! references only (name and version, for env and for files), and only
+//! those are kept. The runtime asks the control plane for the values again
+//! (holding them in memory, files on tmpfs — see `crate::secrets`) before
+//! it creates a container.
 
 use crate::reconcile::History;
 use argosy_proto::v1::health_check_spec::Probe;
 use argosy_proto::v1::restart_spec::Policy;
 use argosy_proto::v1::{
     Allocation, ContainerSpec, DesiredState, ExecProbe, HealthCheckSpec, HttpProbe, PortSpec,
-    RestartSpec, TcpProbe, VolumeSpec,
+    RestartSpec, SecretEnv, SecretFile, SecretRef, TcpProbe, VolumeSpec,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -128,12 +129,57 @@ pub struct StoredSpec {
     pub pids_limit: u32,
     pub health_check: Option<StoredHealthCheck>,
     pub restart: Option<StoredRestart>,
+    /// Secret references (never values).
+    #[serde(default)]
+    pub secret_env: Vec<StoredSecretEnv>,
+    #[serde(default)]
+    pub secret_files: Vec<StoredSecretFile>,
+}
+
+/// A secret by name and version: what is kept instead of its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSecretRef {
+    pub name: String,
+    pub version: u32,
+}
+
+impl StoredSecretRef {
+    fn from_wire(secret: Option<&SecretRef>) -> Self {
+        let secret = secret.cloned().unwrap_or_default();
+        Self {
+            name: secret.name,
+            version: secret.version,
+        }
+    }
+
+    fn to_wire(&self) -> Option<SecretRef> {
+        Some(SecretRef {
+            name: self.name.clone(),
+            version: self.version,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSecretEnv {
+    pub variable: String,
+    pub secret: StoredSecretRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSecretFile {
+    pub secret: StoredSecretRef,
+    pub file: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 impl StoredSpec {
     /// What of `spec` goes to disk. SECRET SEAM: every value written here
-    /// ends up in a file; a secret env value must be replaced by its
-    /// reference before this returns.
+    /// ends up in a file. Secrets are references in `ContainerSpec` (the
+    /// control plane never puts a value there) and stay references here;
+    /// a secret value must never be added to this struct.
     pub fn from_spec(spec: &ContainerSpec) -> Self {
         Self {
             image: spec.image.clone(),
@@ -193,6 +239,25 @@ impl StoredSpec {
                 },
                 max_retries: r.max_retries,
             }),
+            secret_env: spec
+                .secret_env
+                .iter()
+                .map(|e| StoredSecretEnv {
+                    variable: e.variable.clone(),
+                    secret: StoredSecretRef::from_wire(e.secret.as_ref()),
+                })
+                .collect(),
+            secret_files: spec
+                .secret_files
+                .iter()
+                .map(|f| StoredSecretFile {
+                    secret: StoredSecretRef::from_wire(f.secret.as_ref()),
+                    file: f.file.clone(),
+                    mode: f.mode,
+                    uid: f.uid,
+                    gid: f.gid,
+                })
+                .collect(),
         }
     }
 
@@ -259,6 +324,25 @@ impl StoredSpec {
                 } as i32,
                 max_retries: r.max_retries,
             }),
+            secret_env: self
+                .secret_env
+                .iter()
+                .map(|e| SecretEnv {
+                    variable: e.variable.clone(),
+                    secret: e.secret.to_wire(),
+                })
+                .collect(),
+            secret_files: self
+                .secret_files
+                .iter()
+                .map(|f| SecretFile {
+                    secret: f.secret.to_wire(),
+                    file: f.file.clone(),
+                    mode: f.mode,
+                    uid: f.uid,
+                    gid: f.gid,
+                })
+                .collect(),
         }
     }
 }
@@ -442,9 +526,50 @@ mod tests {
                         policy: Policy::OnFailure as i32,
                         max_retries: 5,
                     }),
+                    secret_env: vec![SecretEnv {
+                        variable: "DB_PASSWORD".into(),
+                        secret: Some(SecretRef {
+                            name: "crm/db".into(),
+                            version: 4,
+                        }),
+                    }],
+                    secret_files: vec![SecretFile {
+                        secret: Some(SecretRef {
+                            name: "crm/tls".into(),
+                            version: 2,
+                        }),
+                        file: "tls.key".into(),
+                        mode: 0o440,
+                        uid: 1000,
+                        gid: 1001,
+                    }],
                 }),
             }],
         }
+    }
+
+    #[test]
+    fn secrets_are_stored_as_references_and_old_files_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        save_desired(dir.path(), &desired()).unwrap();
+        let text = fs::read_to_string(dir.path().join(DESIRED_FILE)).unwrap();
+        let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let container = &mut json["allocations"][0]["container"];
+        assert_eq!(
+            container["secret_env"],
+            serde_json::json!([{"variable": "DB_PASSWORD", "secret": {"name": "crm/db", "version": 4}}])
+        );
+        assert_eq!(
+            container["secret_files"],
+            serde_json::json!([{"secret": {"name": "crm/tls", "version": 2}, "file": "tls.key", "mode": 0o440, "uid": 1000, "gid": 1001}])
+        );
+        // A file written before secrets existed has no secret fields.
+        let object = container.as_object_mut().unwrap();
+        object.remove("secret_env");
+        object.remove("secret_files");
+        let loaded: Stored = serde_json::from_value(json).unwrap();
+        let spec = loaded.allocations[0].container.as_ref().unwrap();
+        assert!(spec.secret_env.is_empty() && spec.secret_files.is_empty());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::reconcile::{
     LABEL_ALLOCATION, LABEL_MANAGED, LABEL_OWNER, LABEL_REVISION, LABEL_SERVICE, LABEL_SPEC_HASH,
     ObservedContainer, RunState, protocol,
 };
+use crate::secrets::{CONTAINER_DIR, Injected};
 use argosy_proto::v1::{Allocation, DockerInfo};
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -329,14 +330,16 @@ impl Engine {
     }
 
     /// Creates (does not start) the container of `allocation`, labelled
-    /// for `owner` with `spec_hash`, and returns its id.
+    /// for `owner` with `spec_hash`, with its secrets `injected`, and
+    /// returns its id.
     pub async fn create(
         &self,
         owner: &str,
         allocation: &Allocation,
         spec_hash: &str,
+        injected: &Injected,
     ) -> Result<String, EngineError> {
-        let body = create_body(owner, allocation, spec_hash);
+        let body = create_body(owner, allocation, spec_hash, injected);
         let name = container_name(allocation);
         let created = self
             .docker
@@ -618,8 +621,14 @@ fn positive(n: u64) -> Option<i64> {
     (n > 0).then(|| i64::try_from(n).unwrap_or(i64::MAX))
 }
 
-/// The engine's view of an allocation's container.
-fn create_body(owner: &str, allocation: &Allocation, spec_hash: &str) -> ContainerCreateBody {
+/// The engine's view of an allocation's container: env secrets join the
+/// environment, file secrets are bind-mounted read-only.
+fn create_body(
+    owner: &str,
+    allocation: &Allocation,
+    spec_hash: &str,
+    injected: &Injected,
+) -> ContainerCreateBody {
     let spec = allocation.container.clone().unwrap_or_default();
     let labels = HashMap::from([
         (LABEL_MANAGED.to_owned(), "true".to_owned()),
@@ -629,7 +638,12 @@ fn create_body(owner: &str, allocation: &Allocation, spec_hash: &str) -> Contain
         (LABEL_REVISION.to_owned(), allocation.revision_id.clone()),
         (LABEL_SPEC_HASH.to_owned(), spec_hash.to_owned()),
     ]);
-    let env: BTreeMap<_, _> = spec.env.iter().collect();
+    let env: BTreeMap<&str, &str> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(injected.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .collect();
     let env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut exposed = Vec::new();
     let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
@@ -647,7 +661,7 @@ fn create_body(owner: &str, allocation: &Allocation, spec_hash: &str) -> Contain
                 });
         }
     }
-    let mounts: Vec<Mount> = spec
+    let mut mounts: Vec<Mount> = spec
         .volumes
         .iter()
         .map(|volume| Mount {
@@ -662,6 +676,15 @@ fn create_body(owner: &str, allocation: &Allocation, spec_hash: &str) -> Contain
             ..Default::default()
         })
         .collect();
+    if let Some(dir) = &injected.files_dir {
+        mounts.push(Mount {
+            target: Some(CONTAINER_DIR.to_owned()),
+            source: Some(dir.display().to_string()),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
     let memory = positive(spec.memory_bytes);
     // 0: no swap, i.e. memory + swap = memory.
     let memory_swap = positive(spec.memory_swap_bytes).or(memory);
@@ -825,10 +848,11 @@ mod tests {
                 pids_limit: 50,
                 health_check: None,
                 restart: None,
+                ..Default::default()
             }),
             run: true,
         };
-        let body = create_body("host-1", &allocation, "abc");
+        let body = create_body("host-1", &allocation, "abc", &Injected::default());
         let labels = body.labels.unwrap();
         assert_eq!(labels[LABEL_MANAGED], "true");
         assert_eq!(labels[LABEL_OWNER], "host-1");
@@ -860,6 +884,47 @@ mod tests {
         );
         let name = container_name(&allocation);
         assert!(name.starts_with("argosy-web-a-1-"), "{name}");
+    }
+
+    #[test]
+    fn secrets_join_the_environment_and_mount_read_only() {
+        let allocation = Allocation {
+            id: "a-1".into(),
+            container: Some(ContainerSpec {
+                image: "web:v1".into(),
+                env: [("MODE".into(), "prod".into())].into(),
+                ..Default::default()
+            }),
+            run: true,
+            ..Default::default()
+        };
+        let injected = Injected {
+            env: vec![(
+                "DB_PASSWORD".into(),
+                zeroize::Zeroizing::new("s3cret".into()),
+            )],
+            files_dir: Some("/dev/shm/argosy/a-1".into()),
+        };
+        let body = create_body("host-1", &allocation, "abc", &injected);
+        assert_eq!(body.env.unwrap(), ["DB_PASSWORD=s3cret", "MODE=prod"]);
+        let mounts = body.host_config.unwrap().mounts.unwrap();
+        assert_eq!(
+            (
+                mounts[0].source.as_deref(),
+                mounts[0].target.as_deref(),
+                mounts[0].typ,
+                mounts[0].read_only
+            ),
+            (
+                Some("/dev/shm/argosy/a-1"),
+                Some("/run/secrets"),
+                Some(MountType::BIND),
+                Some(true)
+            )
+        );
+        // No secrets: no mount.
+        let plain = create_body("host-1", &allocation, "abc", &Injected::default());
+        assert!(plain.host_config.unwrap().mounts.is_none());
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! buffering in [`unacked`], retrying per [`backoff`]), [`renew`] and
 //! [`exporter`] (`/metrics`) together, sharing [`status`]. [`inventory`]
 //! describes the host; [`docker`] is the only module that talks to Docker.
+//! [`secrets`] asks for the secrets allocations need over the session and
+//! keeps them in memory ([`secret_cache`]) or on tmpfs ([`mountinfo`]).
 
 pub mod agent;
 pub mod allocations;
@@ -24,8 +26,11 @@ pub mod health;
 pub mod inventory;
 pub mod logging;
 pub mod metrics;
+pub mod mountinfo;
 pub mod reconcile;
 pub mod renew;
+pub mod secret_cache;
+pub mod secrets;
 pub mod session;
 pub mod state;
 pub mod status;

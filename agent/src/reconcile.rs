@@ -18,8 +18,9 @@
 //!   desired (or is being drained, `run = false`) is stopped and removed.
 //! - A container whose spec hash differs from the desired spec is
 //!   recreated. The hash covers only what Docker holds (image, command,
-//!   env, ports, volumes, limits): health checks and restart policies are
-//!   the agent's, so changing them never restarts a container.
+//!   env, ports, volumes, limits, and the secrets by name and version):
+//!   health checks and restart policies are the agent's, so changing them
+//!   never restarts a container.
 //! - Containers run with Docker's restart policy `no`; the agent restarts
 //!   them itself per [`RestartSpec`] so it sees every exit (and OOM kill)
 //!   and can back off: 1 s doubling to 5 min, reset by a run of 10 min.
@@ -309,6 +310,38 @@ pub fn spec_hash(spec: &ContainerSpec) -> String {
     field("memory", &spec.memory_bytes.to_string());
     field("memory_swap", &spec.memory_swap_bytes.to_string());
     field("pids", &spec.pids_limit.to_string());
+    // Secrets by reference (a spec without them hashes as before).
+    let secret = |s: Option<&argosy_proto::v1::SecretRef>| {
+        s.map(|s| format!("{}@{}", s.name, s.version))
+            .unwrap_or_default()
+    };
+    let mut secret_env: Vec<String> = spec
+        .secret_env
+        .iter()
+        .map(|e| format!("{}={}", e.variable, secret(e.secret.as_ref())))
+        .collect();
+    secret_env.sort();
+    for entry in &secret_env {
+        field("secret_env", entry);
+    }
+    let mut secret_files: Vec<String> = spec
+        .secret_files
+        .iter()
+        .map(|f| {
+            format!(
+                "{}:{}:{:o}:{}:{}",
+                f.file,
+                secret(f.secret.as_ref()),
+                f.mode,
+                f.uid,
+                f.gid
+            )
+        })
+        .collect();
+    secret_files.sort();
+    for entry in &secret_files {
+        field("secret_file", entry);
+    }
     let digest = hasher.finalize();
     hex::encode(&digest[..12])
 }
@@ -956,6 +989,26 @@ mod tests {
             |s| s.memory_bytes = 32 << 20,
             |s| s.memory_swap_bytes = 128 << 20,
             |s| s.pids_limit = 10,
+            |s| {
+                s.secret_env.push(argosy_proto::v1::SecretEnv {
+                    variable: "DB".into(),
+                    secret: Some(argosy_proto::v1::SecretRef {
+                        name: "crm/db".into(),
+                        version: 4,
+                    }),
+                })
+            },
+            |s| {
+                s.secret_files.push(argosy_proto::v1::SecretFile {
+                    secret: Some(argosy_proto::v1::SecretRef {
+                        name: "crm/db".into(),
+                        version: 4,
+                    }),
+                    file: "db".into(),
+                    mode: 0o400,
+                    ..Default::default()
+                })
+            },
         ];
         for (i, change) in variants.into_iter().enumerate() {
             let mut changed = base.clone();
@@ -974,6 +1027,22 @@ mod tests {
         b.env.insert("A".into(), "1".into());
         assert_eq!(spec_hash(&a), spec_hash(&b));
         assert_ne!(spec_hash(&a), hash);
+        // A new version of a secret is a new container.
+        let with_secret = |version| {
+            let mut s = base.clone();
+            s.secret_env.push(argosy_proto::v1::SecretEnv {
+                variable: "DB".into(),
+                secret: Some(argosy_proto::v1::SecretRef {
+                    name: "crm/db".into(),
+                    version,
+                }),
+            });
+            spec_hash(&s)
+        };
+        assert_ne!(with_secret(4), with_secret(5));
+        // Specs without secrets hash as they did before secrets existed, so
+        // upgrading the agent recreates nothing.
+        assert_eq!(hash, "46765541a5b3776b9515de47");
         // The label value is short hex.
         assert_eq!(hash.len(), 24);
         assert!(hash.chars().all(|c| c.is_ascii_hexdigit()));

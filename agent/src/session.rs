@@ -21,21 +21,27 @@
 //!   logged as errors and retried at the backoff cap;
 //! - `DesiredState` goes to the allocations runtime; the runtime's
 //!   `AllocationReport` is sent right after `Welcome` and whenever it
-//!   changes.
+//!   changes;
+//! - the secrets the runtime waits for go out as a `SecretRequest` right
+//!   after `Welcome` and whenever it asks for more (each once per stream);
+//!   the `SecretResponse` goes back to it. Values are never logged.
 
 use crate::allocations::Allocations;
 use crate::backoff::Backoff;
 use crate::connection::{Connection, describe, is_certificate_alert, is_from_server, is_refusal};
 use crate::inventory;
+use crate::secret_cache::SecretId;
+use crate::secrets::Secrets;
 use crate::status::{Counters, Shared};
 use crate::unacked::MAX_BATCH;
 use argosy_proto::tls::TlsError;
 use argosy_proto::v1::{
     AgentMessage, AllocationReport, ControlMessage, Hello, LogChunk, LogRequest, MetricBatch,
-    agent_message, control_message,
+    SecretRequest, agent_message, control_message,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -253,15 +259,27 @@ async fn session_once(
         "connected to the control plane"
     );
 
+    // Secrets asked for on this stream (a new stream asks again).
+    let mut asked = BTreeSet::new();
     if let Some(workloads) = workloads.as_deref_mut() {
         let report = workloads.reports.borrow_and_update().clone();
         send_report(shared, &tx, report).await?;
+        send_secret_request(shared, &tx, workloads.allocations.secrets(), &mut asked).await?;
     }
 
     // Log streams the control plane asked for; aborted with the session.
     let mut logs = LogTasks::default();
     loop {
         send_pending(shared, &tx).await?;
+        let secrets = workloads
+            .as_deref()
+            .map(|w| w.allocations.secrets().clone());
+        let secrets_asked = async {
+            match &secrets {
+                Some(secrets) => secrets.asked().await,
+                None => std::future::pending().await,
+            }
+        };
         let report_changed = async {
             match workloads.as_deref_mut() {
                 Some(w) => w.reports.changed().await.is_ok(),
@@ -270,6 +288,11 @@ async fn session_once(
         };
         tokio::select! {
             () = shared.sample_pushed() => {}
+            () = secrets_asked => {
+                if let Some(secrets) = &secrets {
+                    send_secret_request(shared, &tx, secrets, &mut asked).await?;
+                }
+            }
             changed = report_changed => {
                 if let Some(workloads) = workloads.as_deref_mut().filter(|_| changed) {
                     let report = workloads.reports.borrow_and_update().clone();
@@ -318,6 +341,20 @@ async fn session_once(
                         }
                     },
                     Some(control_message::Body::LogCancel(cancel)) => logs.cancel(cancel.request_id),
+                    Some(control_message::Body::SecretResponse(response)) => match &secrets {
+                        Some(secrets) => {
+                            for answered in response
+                                .values
+                                .iter()
+                                .filter_map(|v| v.secret.as_ref())
+                                .chain(response.denied.iter().filter_map(|d| d.secret.as_ref()))
+                            {
+                                asked.remove(&SecretId::from_wire(answered));
+                            }
+                            secrets.deliver(response);
+                        }
+                        None => tracing::debug!("ignoring secrets: this agent runs no containers"),
+                    },
                     None => tracing::debug!("ignoring an empty control message"),
                 },
             },
@@ -401,6 +438,32 @@ async fn send_log(
     let message = AgentMessage {
         seq: shared.next_seq(),
         body: Some(agent_message::Body::LogChunk(chunk)),
+    };
+    tx.send(message).await.map_err(|_| SessionError::SendFailed)
+}
+
+/// Asks for the secrets the runtime waits for and this stream has not
+/// asked for yet.
+async fn send_secret_request(
+    shared: &Shared,
+    tx: &mpsc::Sender<AgentMessage>,
+    secrets: &Secrets,
+    asked: &mut BTreeSet<SecretId>,
+) -> Result<(), SessionError> {
+    let outstanding = secrets.outstanding();
+    // An ask the runtime gave up on is forgotten, so asking again resends it.
+    asked.retain(|id| outstanding.iter().any(|r| SecretId::from_wire(r) == *id));
+    let refs: Vec<_> = outstanding
+        .into_iter()
+        .filter(|r| asked.insert(SecretId::from_wire(r)))
+        .collect();
+    if refs.is_empty() {
+        return Ok(());
+    }
+    tracing::debug!(count = refs.len(), "asking for secrets");
+    let message = AgentMessage {
+        seq: shared.next_seq(),
+        body: Some(agent_message::Body::SecretRequest(SecretRequest { refs })),
     };
     tx.send(message).await.map_err(|_| SessionError::SendFailed)
 }

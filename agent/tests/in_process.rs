@@ -291,6 +291,7 @@ impl Harness {
         Config {
             join,
             state_dir: self.state.path().join("state"),
+            secrets_dir: self.state.path().join("secrets"),
             interval: Duration::from_millis(200),
             metrics_listen: None,
             log_format: LogFormat::Text,

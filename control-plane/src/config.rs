@@ -56,6 +56,29 @@ pub struct ServerArgs {
     /// tokens then cross the network unencrypted). Off by default.
     #[arg(long, env = "ARGOSY_ALLOW_INSECURE_HTTP")]
     pub allow_insecure_http: bool,
+    /// The master key that seals secrets at rest: base64 of 32 bytes. Takes
+    /// precedence over a passphrase and the key file `<data-dir>/master.key`
+    /// (created on first start when no other source is given). Prefer the
+    /// environment variable: flags show in `ps`.
+    #[arg(long, env = "ARGOSY_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<crate::crypto::SecretText>,
+    /// A file holding the unseal passphrase the master key is derived from
+    /// (argon2id); one trailing newline is ignored.
+    #[arg(long, env = "ARGOSY_UNSEAL_PASSPHRASE_FILE")]
+    pub unseal_passphrase_file: Option<PathBuf>,
+    /// The unseal passphrase itself (set ARGOSY_UNSEAL_PASSPHRASE rather
+    /// than the flag, which shows in `ps`).
+    #[arg(
+        long,
+        env = "ARGOSY_UNSEAL_PASSPHRASE",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub unseal_passphrase: Option<crate::crypto::SecretText>,
+    /// How many versions of each secret are kept; older ones are deleted
+    /// when a new version is set.
+    #[arg(long, env = "ARGOSY_SECRET_VERSIONS_KEPT", default_value_t = crate::crypto::DEFAULT_VERSIONS_KEPT)]
+    pub secret_versions_kept: u32,
 }
 
 /// Why the configuration was refused.
@@ -69,6 +92,8 @@ pub enum ConfigError {
     CertTtl(Duration),
     #[error("--offline-after-intervals must be at least 1")]
     OfflineAfter,
+    #[error("--secret-versions-kept must be between 1 and 1000 (got {0})")]
+    SecretVersionsKept(u32),
     #[error(
         "--reschedule-grace must be at least 1s (got {0:?}): a shorter grace moves workloads on every network blip"
     )]
@@ -114,6 +139,9 @@ impl ServerArgs {
         }
         if self.offline_after_intervals == 0 {
             return Err(ConfigError::OfflineAfter);
+        }
+        if !(1..=1000).contains(&self.secret_versions_kept) {
+            return Err(ConfigError::SecretVersionsKept(self.secret_versions_kept));
         }
         if self.reschedule_grace < Duration::from_secs(1) {
             return Err(ConfigError::RescheduleGrace(self.reschedule_grace));
@@ -197,6 +225,8 @@ mod tests {
         assert_eq!(v.advertise_grpc, "cp1:7443");
         assert_eq!(v.public_http_url, "http://127.0.0.1:8080");
         assert_eq!(v.agent_cert_ttl_ms, 24 * 3_600_000);
+        assert_eq!(args.secret_versions_kept, 10);
+        assert!(args.master_key.is_none() && args.unseal_passphrase_file.is_none());
         assert!(v.server_names.contains(&"cp1".to_owned()));
     }
 
@@ -231,6 +261,12 @@ mod tests {
             parse(&["--advertise-addr", "nohost"]).validate("h"),
             Err(ConfigError::AdvertiseAddr(_))
         ));
+        assert_eq!(
+            parse(&["--secret-versions-kept", "0"])
+                .validate("h")
+                .unwrap_err(),
+            ConfigError::SecretVersionsKept(0)
+        );
         assert!(matches!(
             parse(&["--public-url", "ftp://x"]).validate("h"),
             Err(ConfigError::PublicUrl(_))
@@ -239,6 +275,20 @@ mod tests {
             parse(&["--retention-raw", "30d", "--retention-minute", "1d"]).validate("h"),
             Err(ConfigError::Retention { .. })
         ));
+    }
+
+    #[test]
+    fn master_keys_and_passphrases_never_show_in_debug_output() {
+        let args = parse(&[
+            "--master-key",
+            "c2VjcmV0LWtleS1ieXRlcy0xMjM0NTY3ODkwMTIzNDU2",
+            "--unseal-passphrase",
+            "correct horse battery",
+        ]);
+        let shown = format!("{args:?}");
+        assert!(!shown.contains("c2VjcmV0"), "{shown}");
+        assert!(!shown.contains("horse"), "{shown}");
+        assert!(shown.contains("REDACTED"), "{shown}");
     }
 
     #[test]

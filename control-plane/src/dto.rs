@@ -220,11 +220,101 @@ pub struct ApiTokenJson {
     pub revoked: bool,
     pub created_by: String,
     pub last_used_ms: i64,
+    pub scope: ScopeJson,
+    /// The user of a login session; empty for an API token.
+    pub user: String,
+}
+
+/// A scope as JSON: both lists empty means the whole fleet.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ScopeJson {
+    #[serde(default)]
+    pub regions: Vec<String>,
+    #[serde(default)]
+    pub service_prefixes: Vec<String>,
+}
+
+impl From<Option<pb::Scope>> for ScopeJson {
+    fn from(scope: Option<pb::Scope>) -> Self {
+        let scope = scope.unwrap_or_default();
+        Self {
+            regions: scope.regions,
+            service_prefixes: scope.service_prefixes,
+        }
+    }
+}
+
+impl From<ScopeJson> for pb::Scope {
+    fn from(scope: ScopeJson) -> Self {
+        Self {
+            regions: scope.regions,
+            service_prefixes: scope.service_prefixes,
+        }
+    }
+}
+
+/// A user as JSON (HTTP API and `argosy user list -o json`); never a
+/// password hash.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UserJson {
+    pub name: String,
+    pub role: String,
+    pub scope: ScopeJson,
+    pub created_at_ms: i64,
+    pub created_by: String,
+    pub updated_at_ms: i64,
+    pub password_changed_at_ms: i64,
+}
+
+impl From<pb::User> for UserJson {
+    fn from(u: pb::User) -> Self {
+        Self {
+            role: role_name(u.role).to_owned(),
+            scope: u.scope.into(),
+            name: u.name,
+            created_at_ms: u.created_at_ms,
+            created_by: u.created_by,
+            updated_at_ms: u.updated_at_ms,
+            password_changed_at_ms: u.password_changed_at_ms,
+        }
+    }
+}
+
+/// Who the caller is, as JSON (`argosy whoami -o json`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WhoAmIJson {
+    /// `user:alice` or `token:ci`.
+    pub actor: String,
+    /// `user` or `token`.
+    pub kind: String,
+    pub name: String,
+    pub token_id: String,
+    pub role: String,
+    pub scope: ScopeJson,
+}
+
+impl From<pb::WhoAmIResponse> for WhoAmIJson {
+    fn from(me: pb::WhoAmIResponse) -> Self {
+        let kind = match pb::PrincipalKind::try_from(me.kind) {
+            Ok(pb::PrincipalKind::User) => "user",
+            _ => "token",
+        };
+        Self {
+            actor: format!("{kind}:{}", me.name),
+            kind: kind.to_owned(),
+            role: role_name(me.role).to_owned(),
+            scope: me.scope.into(),
+            name: me.name,
+            token_id: me.token_id,
+        }
+    }
 }
 
 impl From<pb::ApiToken> for ApiTokenJson {
     fn from(t: pb::ApiToken) -> Self {
         Self {
+            scope: t.scope.into(),
+            user: t.user,
             role: role_name(t.role).to_owned(),
             id: t.id,
             name: t.name,
@@ -267,7 +357,8 @@ pub fn service_json(s: &pb::Service) -> serde_json::Value {
 /// A revision as JSON.
 pub fn revision_json(r: &pb::Revision) -> serde_json::Value {
     json!({"service": r.service, "number": r.number, "id": r.id, "created_at_ms": r.created_at_ms,
-           "created_by": r.created_by, "format": r.format, "spec": r.spec})
+           "created_by": r.created_by, "format": r.format, "spec": r.spec,
+           "secret_versions": r.secret_versions.iter().collect::<std::collections::BTreeMap<_, _>>()})
 }
 
 /// What a scale or stop did, as JSON.
@@ -276,4 +367,102 @@ pub fn service_change_json(change: &pb::ServiceChange) -> serde_json::Value {
         "started": change.started, "stopping": change.stopping, "message": change.message,
         "service": change.service.as_ref().map(service_json),
     })
+}
+
+/// One audit record as JSON (HTTP API and `argosy audit list -o json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditRecordJson {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub source: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl From<pb::AuditRecord> for AuditRecordJson {
+    fn from(r: pb::AuditRecord) -> Self {
+        Self {
+            seq: r.seq,
+            at_ms: r.at_ms,
+            actor: r.actor,
+            source: r.source,
+            action: r.action,
+            target: r.target,
+            outcome: r.outcome,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+        }
+    }
+}
+
+/// The result of verifying the audit chain as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditVerificationJson {
+    pub ok: bool,
+    pub records: u64,
+    pub head_seq: i64,
+    pub head_hash: String,
+    pub problems: Vec<String>,
+}
+
+impl From<pb::VerifyAuditResponse> for AuditVerificationJson {
+    fn from(r: pb::VerifyAuditResponse) -> Self {
+        Self {
+            ok: r.problems.is_empty(),
+            records: r.records,
+            head_seq: r.head_seq,
+            head_hash: r.head_hash,
+            problems: r.problems,
+        }
+    }
+}
+
+/// A secret's metadata as JSON (never its value).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SecretJson {
+    pub name: String,
+    pub latest_version: u32,
+    pub versions_kept: u32,
+    pub created_at_ms: i64,
+    pub created_by: String,
+    pub updated_at_ms: i64,
+    pub updated_by: String,
+}
+
+impl From<pb::SecretInfo> for SecretJson {
+    fn from(s: pb::SecretInfo) -> Self {
+        Self {
+            name: s.name,
+            latest_version: s.latest_version,
+            versions_kept: s.versions_kept,
+            created_at_ms: s.created_at_ms,
+            created_by: s.created_by,
+            updated_at_ms: s.updated_at_ms,
+            updated_by: s.updated_by,
+        }
+    }
+}
+
+/// One stored version of a secret as JSON (never its value).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SecretVersionJson {
+    pub version: u32,
+    pub created_at_ms: i64,
+    pub created_by: String,
+    pub master_key_id: String,
+}
+
+impl From<pb::SecretVersionInfo> for SecretVersionJson {
+    fn from(v: pb::SecretVersionInfo) -> Self {
+        Self {
+            version: v.version,
+            created_at_ms: v.created_at_ms,
+            created_by: v.created_by,
+            master_key_id: v.master_key_id,
+        }
+    }
 }

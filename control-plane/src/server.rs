@@ -1,6 +1,7 @@
 //! Starting the control plane: opens the store, loads or creates the CA,
 //! bootstraps the first admin token, and runs the gRPC and HTTP listeners
-//! and the background loops (status sweep, metric rollups and retention).
+//! and the background loops (status sweep, metric rollups and retention,
+//! alert evaluation and notifications).
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServerArgs;
@@ -27,6 +28,10 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Pki(#[from] pki::PkiError),
+    #[error(transparent)]
+    MasterKey(#[from] crate::crypto::KeyError),
+    #[error(transparent)]
+    Unseal(#[from] crate::crypto::UnsealError),
     #[error("the stored CA record is corrupt ({0}); restore the database from a backup")]
     CaRecord(serde_json::Error),
     #[error("cannot create the data folder {path}: {source}")]
@@ -76,6 +81,15 @@ impl Running {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = task.await;
+        }
+        // Closing every connection lets SQLite fold its WAL into the
+        // database file and remove it, so a stopped store is one file.
+        let closing = self.cp.store.close();
+        if tokio::time::timeout(Duration::from_secs(5), closing)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the store did not close within 5 s; stopping anyway");
         }
     }
 }
@@ -137,7 +151,22 @@ fn sysinfo_free_hostname() -> Option<String> {
 pub async fn start(args: &ServerArgs) -> Result<Running, StartError> {
     let validated = args.validate(&hostname())?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let key_source = crate::crypto::KeySource::from_flags(&crate::crypto::KeySourceFlags {
+        master_key: args.master_key.as_ref(),
+        passphrase_file: args.unseal_passphrase_file.as_deref(),
+        passphrase: args.unseal_passphrase.as_ref(),
+        data_dir: &args.data_dir,
+    })?;
     let (store, store_description) = open_store(args).await?;
+    // Before anything else touches the store: a wrong key changes nothing.
+    let keyring = match crate::crypto::Keyring::unseal(&store, key_source).await {
+        Ok(keyring) => Arc::new(keyring),
+        Err(error) => {
+            // A clean close leaves SQLite's files as they were.
+            store.close().await;
+            return Err(error.into());
+        }
+    };
     let ca = Arc::new(load_or_create_ca(&store, clock.now_ms()).await?);
 
     let grpc_listener = TcpListener::bind(args.grpc_listen)
@@ -196,7 +225,20 @@ pub async fn start(args: &ServerArgs) -> Result<Running, StartError> {
         agent_binary_dir,
         reschedule_grace: args.reschedule_grace,
     };
-    let cp = ControlPlane::new(store.clone(), fleet, ca.clone(), clock.clone(), settings);
+    let secrets = crate::crypto::SecretVault::new(
+        store.clone(),
+        keyring,
+        clock.clone(),
+        args.secret_versions_kept,
+    );
+    let cp = ControlPlane::new(
+        store.clone(),
+        fleet,
+        ca.clone(),
+        clock.clone(),
+        settings,
+        secrets,
+    );
 
     let admin_token = if store.count_api_tokens().await? == 0 {
         let (_, text) =
@@ -244,11 +286,14 @@ pub async fn start(args: &ServerArgs) -> Result<Running, StartError> {
     let router = crate::http::router(cp.clone());
     let mut stop = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
-        let result = axum::serve(http_listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
+        let result = axum::serve(
+            http_listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
         if let Err(error) = result {
             tracing::error!(%error, "HTTP server failed");
         }
@@ -256,6 +301,15 @@ pub async fn start(args: &ServerArgs) -> Result<Running, StartError> {
 
     tasks.push(tokio::spawn(sweep_loop(cp.clone(), shutdown_rx.clone())));
     tasks.push(tokio::spawn(deploy_loop(cp.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(crate::deploy::rotation::run(
+        cp.clone(),
+        shutdown_rx.clone(),
+    )));
+    crate::alerts::engine::seed_builtin_rules(&cp).await?;
+    tasks.push(tokio::spawn(crate::alerts::engine::run(
+        cp.clone(),
+        shutdown_rx.clone(),
+    )));
     tasks.push(tokio::spawn(maintenance_loop(cp.clone(), shutdown_rx)));
 
     let started = Started {

@@ -1,7 +1,10 @@
 //! The shared state every API adapter works on: store, fleet registry, CA,
-//! metric writer, clock, authentication and the settings they need.
+//! metric writer, clock, audit log, authentication and the settings they
+//! need.
 
-use crate::auth::{self, Action, Principal, Role};
+use crate::audit::AuditEntry;
+use crate::audit_log::{AuditError, AuditLog};
+use crate::auth::{self, Action, Principal, PrincipalKind, Scope, Target};
 use crate::clock::{Clock, format_ms};
 use crate::fleet::Fleet;
 use crate::ingest::SampleWriter;
@@ -71,10 +74,24 @@ pub enum AuthError {
     Revoked { name: String, at: String },
     #[error("the API token {name:?} expired at {at}; ask an admin for a new one")]
     Expired { name: String, at: String },
+    #[error(
+        "the login session of {name:?} ended at {at} (logged out, or the password changed); log in again with `argosy login --user {name}`"
+    )]
+    SessionEnded { name: String, at: String },
+    #[error(
+        "the login session of {name:?} expired at {at}; log in again with `argosy login --user {name}`"
+    )]
+    SessionExpired { name: String, at: String },
+    #[error(
+        "the user {name:?} was removed, which ended their sessions; ask an admin to add them again"
+    )]
+    UserRemoved { name: String },
     #[error(transparent)]
     Denied(#[from] auth::Denied),
     #[error("cannot check the API token because the store is unavailable: {0}")]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 }
 
 /// The control plane's shared state.
@@ -88,6 +105,11 @@ pub struct ControlPlane {
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
     pub telemetry: Telemetry,
+    /// Alerting's own health and the firing alerts, for `/metrics`.
+    pub alerting: crate::alerts::AlertTelemetry,
+    pub audit: AuditLog,
+    /// Secrets, sealed at rest; its keyring also holds the audit key.
+    pub secrets: crate::crypto::SecretVault,
     next_session_id: AtomicU64,
     last_token_touch: Mutex<HashMap<String, i64>>,
 }
@@ -99,8 +121,12 @@ impl ControlPlane {
         ca: Arc<Ca>,
         clock: Arc<dyn Clock>,
         settings: Settings,
+        secrets: crate::crypto::SecretVault,
     ) -> Arc<Self> {
+        let audit_key = zeroize::Zeroizing::new(secrets.keyring().audit_key().to_vec());
         Arc::new(Self {
+            audit: AuditLog::new(store.clone(), clock.clone(), audit_key),
+            secrets,
             writer: SampleWriter::spawn(store.clone()),
             logs: crate::logs::LogRelay::default(),
             deploy: crate::deploy::controller::Deployments::new(
@@ -115,6 +141,7 @@ impl ControlPlane {
             clock,
             settings,
             telemetry: Telemetry::default(),
+            alerting: crate::alerts::AlertTelemetry::default(),
             next_session_id: AtomicU64::new(1),
             last_token_touch: Mutex::new(HashMap::new()),
         })
@@ -128,25 +155,17 @@ impl ControlPlane {
         self.next_session_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Checks a bearer token (the value after `Bearer `) and whether its
-    /// role allows `action`.
-    pub async fn authenticate(
-        &self,
-        authorization: Option<&str>,
-        action: Action,
-    ) -> Result<Principal, AuthError> {
-        let result = self.check_token(authorization, action).await;
+    /// Who is calling: checks a bearer token (the value after `Bearer `).
+    /// What they may do is `auth::authorize`, asked by the adapters.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
+        let result = self.check_token(authorization).await;
         if result.is_err() {
             Telemetry::inc(&self.telemetry.auth_failures);
         }
         result
     }
 
-    async fn check_token(
-        &self,
-        authorization: Option<&str>,
-        action: Action,
-    ) -> Result<Principal, AuthError> {
+    async fn check_token(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
         let header = authorization
             .map(str::trim)
             .filter(|h| !h.is_empty())
@@ -160,28 +179,106 @@ impl ControlPlane {
         if !secrets::secret_matches(secret, &row.secret_hash) {
             return Err(AuthError::Invalid);
         }
+        // A login session acts as its user as the user is now: a changed
+        // role or scope applies at once, a removed user is refused at once.
+        let user = match &row.user_id {
+            Some(user_id) => Some(self.store.user_by_id(user_id).await?.ok_or_else(|| {
+                AuthError::UserRemoved {
+                    name: row.name.clone(),
+                }
+            })?),
+            None => None,
+        };
         let now = self.now_ms();
         if let Some(at) = row.revoked_at_ms {
-            return Err(AuthError::Revoked {
-                name: row.name,
-                at: format_ms(at),
+            let (name, at) = (row.name, format_ms(at));
+            return Err(match user {
+                Some(_) => AuthError::SessionEnded { name, at },
+                None => AuthError::Revoked { name, at },
             });
         }
         if let Some(at) = row.expires_at_ms.filter(|at| *at <= now) {
-            return Err(AuthError::Expired {
-                name: row.name,
-                at: format_ms(at),
+            let (name, at) = (row.name, format_ms(at));
+            return Err(match user {
+                Some(_) => AuthError::SessionExpired { name, at },
+                None => AuthError::Expired { name, at },
             });
         }
-        let role: Role = row.role.parse().map_err(|_| AuthError::Invalid)?;
-        let principal = Principal {
-            token_id: row.id,
-            name: row.name,
-            role,
+        let principal = match user {
+            Some(user) => Principal {
+                kind: PrincipalKind::User,
+                token_id: row.id,
+                role: user.role.parse().map_err(|_| AuthError::Invalid)?,
+                scope: Scope::from_json(&user.scope_json),
+                name: user.name,
+            },
+            None => Principal {
+                kind: PrincipalKind::Token,
+                token_id: row.id,
+                role: row.role.parse().map_err(|_| AuthError::Invalid)?,
+                scope: Scope::from_json(&row.scope_json),
+                name: row.name,
+            },
         };
-        auth::authorize(&principal, action)?;
         self.touch_token(&principal.token_id, now).await;
         Ok(principal)
+    }
+
+    /// Authorizes a change (or a secret read) and records it before it
+    /// happens: a denial is recorded and returned; an allowed call whose
+    /// record cannot be written is refused (fail closed). Returns the
+    /// sequence number of the `started` record.
+    pub async fn authorize_change(
+        &self,
+        principal: &Principal,
+        source: &str,
+        action: Action,
+        target: Target<'_>,
+        event: &str,
+        subject: &str,
+    ) -> Result<i64, AuthError> {
+        let entry = |outcome: String| AuditEntry {
+            actor: principal.actor(),
+            source: source.to_owned(),
+            action: event.to_owned(),
+            target: subject.to_owned(),
+            outcome,
+        };
+        if let Err(denied) = auth::authorize(principal, action, target) {
+            // The call does nothing, so it is refused whether or not the
+            // denial could be recorded (a failure is logged by the audit log).
+            let _ = self.audit.record(entry(format!("denied: {denied}"))).await;
+            return Err(denied.into());
+        }
+        let record = self.audit.record(entry("started".to_owned())).await?;
+        Ok(record.seq)
+    }
+
+    /// Records how an authorized change ended. The change has happened, so
+    /// a record that cannot be written is logged, not returned.
+    pub async fn record_outcome(
+        &self,
+        principal: &Principal,
+        source: &str,
+        event: &str,
+        subject: &str,
+        started_seq: i64,
+        outcome: Result<(), &str>,
+    ) {
+        let outcome = match outcome {
+            Ok(()) => format!("ok (#{started_seq})"),
+            Err(message) => format!("failed (#{started_seq}): {message}"),
+        };
+        let _ = self
+            .audit
+            .record(AuditEntry {
+                actor: principal.actor(),
+                source: source.to_owned(),
+                action: event.to_owned(),
+                target: subject.to_owned(),
+                outcome,
+            })
+            .await;
     }
 
     /// Records the token's last use, at most once a minute per token.

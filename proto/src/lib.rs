@@ -5,6 +5,7 @@
 
 pub mod exposition;
 pub mod join;
+mod redact;
 pub mod tls;
 
 /// Generated `argosy.v1` messages, clients and servers.

@@ -44,6 +44,8 @@ pub struct ControlPlane {
     /// The admin token printed at the first start.
     pub admin_token: String,
     channel: Channel,
+    /// The PostgreSQL database, when the test runs on PostgreSQL.
+    database_url: Option<String>,
 }
 
 fn endpoints(data_dir: &Path) -> anyhow::Result<Endpoints> {
@@ -107,6 +109,7 @@ impl ControlPlane {
             ca_fingerprint,
             admin_token,
             channel,
+            database_url: env.database_url().map(str::to_owned),
         })
     }
 
@@ -159,6 +162,39 @@ impl ControlPlane {
         }
     }
 
+    /// The command line and environment it (re)starts with: change them
+    /// (a master key, a passphrase file) before [`ControlPlane::start_again`].
+    pub fn spec_mut(&mut self) -> &mut crate::process::Spec {
+        self.process.spec_mut()
+    }
+
+    /// Runs `argosy` with this control plane's command line and environment
+    /// changed by `change`, expecting it to exit on its own (a refused
+    /// start), and returns its exit status and output.
+    pub async fn run_once(
+        &self,
+        change: impl FnOnce(&mut crate::process::Spec),
+    ) -> anyhow::Result<CliOutput> {
+        let mut spec = self.process.spec().clone();
+        change(&mut spec);
+        let output = tokio::time::timeout(
+            patience(Duration::from_secs(60)),
+            clean_command(&spec.program)
+                .args(&spec.args)
+                .envs(spec.env.iter().map(|(k, v)| (k, v)))
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .context("the control plane neither started nor exited within the time limit")??;
+        Ok(CliOutput {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+
     /// Kills the control plane (SIGKILL) without starting it again.
     pub async fn kill(&mut self) -> anyhow::Result<()> {
         self.process.kill().await
@@ -175,6 +211,42 @@ impl ControlPlane {
     }
 
     /// The data folder (`--data-dir`).
+    /// The URL of the control plane's own database (its SQLite file or its
+    /// PostgreSQL database), for tests that read or tamper with it directly.
+    pub fn database(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("argosy.db").display()))
+    }
+
+    /// Runs SQL statements on the control plane's database behind its
+    /// back (tests of tampering and faults); returns the rows affected.
+    pub async fn sql_execute(&self, sql: &str) -> anyhow::Result<u64> {
+        use sqlx::Connection as _;
+        sqlx::any::install_default_drivers();
+        let mut db = sqlx::AnyConnection::connect(&self.database()).await?;
+        let done = sqlx::raw_sql(sql).execute(&mut db).await?;
+        db.close().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The rows of a query on the control plane's database; select text
+    /// columns (cast them in SQL when needed).
+    pub async fn sql_rows(&self, sql: &str) -> anyhow::Result<Vec<Vec<Option<String>>>> {
+        use sqlx::{Connection as _, Row as _};
+        sqlx::any::install_default_drivers();
+        let mut db = sqlx::AnyConnection::connect(&self.database()).await?;
+        let rows = sqlx::query(sql).fetch_all(&mut db).await?;
+        db.close().await?;
+        rows.iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|i| row.try_get::<Option<String>, _>(i).map_err(Into::into))
+                    .collect()
+            })
+            .collect()
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
@@ -527,6 +599,8 @@ impl CliOutput {
 pub struct Cli {
     home: PathBuf,
     env: Vec<(String, String)>,
+    /// What the CLI reads on standard input (nothing when unset).
+    stdin: Option<String>,
 }
 
 impl Cli {
@@ -539,7 +613,14 @@ impl Cli {
                 "ARGOSY_CLI_CONFIG".into(),
                 home.join("cli.toml").to_string_lossy().into_owned(),
             )],
+            stdin: None,
         }
+    }
+
+    /// Feeds `text` to the CLI's standard input (e.g. `--password-stdin`).
+    pub fn stdin(mut self, text: &str) -> Self {
+        self.stdin = Some(text.to_owned());
+        self
     }
 
     /// Sets (or replaces) an environment variable.
@@ -575,9 +656,23 @@ impl Cli {
             .env("HOME", &self.home)
             .env_remove("XDG_CONFIG_HOME")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
-        let output = tokio::time::timeout(patience(Duration::from_secs(60)), command.output())
+        command.stdin(if self.stdin.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        });
+        let run = async {
+            let mut child = command.spawn()?;
+            if let (Some(text), Some(mut input)) = (&self.stdin, child.stdin.take()) {
+                use tokio::io::AsyncWriteExt as _;
+                input.write_all(text.as_bytes()).await?;
+            }
+            child.wait_with_output().await
+        };
+        let output = tokio::time::timeout(patience(Duration::from_secs(60)), run)
             .await
             .with_context(|| format!("`argosy {}` did not finish in time", args.join(" ")))??;
         Ok(CliOutput {

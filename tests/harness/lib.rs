@@ -17,12 +17,14 @@
 //!   deleting it; its path is printed.
 
 pub mod agent;
+pub mod alertmanager;
 pub mod api;
 pub mod binaries;
 pub mod control_plane;
 pub mod docker;
 pub mod env;
 pub mod process;
+pub mod receiver;
 pub mod wait;
 
 pub use agent::Agent;

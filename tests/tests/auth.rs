@@ -241,6 +241,7 @@ async fn roles_are_enforced(env: &TestEnv) -> anyhow::Result<()> {
                 name: "escalate".into(),
                 role: pb::Role::Admin as i32,
                 ttl_seconds: 0,
+                scope: None,
             })
             .await,
         tonic::Code::PermissionDenied,

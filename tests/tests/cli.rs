@@ -308,7 +308,7 @@ async fn join_token_commands(env: &TestEnv) -> anyhow::Result<()> {
         .find(|t| t["id"] == id.as_str())
         .context("the token is not listed")?;
     ensure!(
-        listed["uses"] == 1 && listed["created_by"] == "admin",
+        listed["uses"] == 1 && listed["created_by"] == "token:admin",
         "{listed}"
     );
     ensure!(

@@ -122,7 +122,8 @@ async fn scale_up_and_down(env: &TestEnv) -> anyhow::Result<()> {
 
     let up = cp.cli().run(&["scale", &service, "3"]).await?.ok()?;
     ensure!(
-        up.stdout.contains("from 1 to 3 replicas by admin") && up.stdout.contains("starting 2"),
+        up.stdout.contains("from 1 to 3 replicas by token:admin")
+            && up.stdout.contains("starting 2"),
         "{up:?}"
     );
     wait_running(&service, 3, "v1").await?;
@@ -151,8 +152,8 @@ async fn scale_up_and_down(env: &TestEnv) -> anyhow::Result<()> {
     let s = show(&cp, &service).await?;
     let story = history(&s);
     for wanted in [
-        "from 1 to 3 replicas by admin",
-        "from 3 to 1 replica by admin",
+        "from 1 to 3 replicas by token:admin",
+        "from 3 to 1 replica by token:admin",
     ] {
         ensure!(
             story.iter().any(|m| m.contains(wanted)),
@@ -179,7 +180,7 @@ async fn stop_then_start_again(env: &TestEnv) -> anyhow::Result<()> {
 
     let stopped = cp.cli().run(&["stop", &service]).await?.ok()?;
     ensure!(
-        stopped.stdout.contains("by admin") && stopped.stdout.contains("stopping 2"),
+        stopped.stdout.contains("by token:admin") && stopped.stdout.contains("stopping 2"),
         "{stopped:?}"
     );
     wait_running(&service, 0, "v1").await?;
@@ -215,10 +216,10 @@ async fn stop_then_start_again(env: &TestEnv) -> anyhow::Result<()> {
         story.iter().any(|m| m.contains("the service was stopped"))
             && story
                 .iter()
-                .any(|m| m.starts_with("stopped ") && m.contains("by admin"))
+                .any(|m| m.starts_with("stopped ") && m.contains("by token:admin"))
             && story
                 .iter()
-                .any(|m| m.contains("from stopped to 1 replica by admin")),
+                .any(|m| m.contains("from stopped to 1 replica by token:admin")),
         "{story:#?}"
     );
     agent.kill().await?;
@@ -284,7 +285,9 @@ async fn busy_service_refuses_and_cancel_restores(env: &TestEnv) -> anyhow::Resu
     ensure!(s["current_revision"] == 1, "{s}");
     let story = history(&s);
     ensure!(
-        story.iter().any(|m| m == "cancellation requested by admin"),
+        story
+            .iter()
+            .any(|m| m == "cancellation requested by token:admin"),
         "{story:#?}"
     );
     // A finished deployment cannot be cancelled again.

@@ -153,12 +153,25 @@ pub(super) fn status_error(status: tonic::Status) -> anyhow::Error {
 
 #[derive(Debug, Args)]
 pub(super) struct LoginArgs {
+    /// Log in as this user with a password (prompted for) and save the
+    /// session token, instead of saving an API token.
+    #[arg(long)]
+    pub(super) user: Option<String>,
+    #[command(flatten)]
+    pub(super) password: super::users::PasswordInput,
+    /// How long the session lasts (at most 7d).
+    #[arg(long, default_value = "12h", value_parser = humantime::parse_duration)]
+    pub(super) ttl: std::time::Duration,
     #[command(flatten)]
     pub(super) client: ClientArgs,
 }
 
-/// `argosy login`: checks the token, then saves address, CA and token.
+/// `argosy login`: checks the token, then saves address, CA and token;
+/// with `--user`, logs in with a password and saves the session token.
 pub(super) async fn login(args: LoginArgs) -> anyhow::Result<()> {
+    if let Some(user) = &args.user {
+        return super::users::login(user, &args.password, args.ttl, &args.client).await;
+    }
     let args = args.client;
     let connection = connect(&args)?;
     let mut client = connection.client(ApiTokenServiceClient::with_interceptor);
@@ -167,20 +180,7 @@ pub(super) async fn login(args: LoginArgs) -> anyhow::Result<()> {
         .await
         .map_err(status_error)?
         .into_inner();
-    let path = config_path(&args.cli_config)
-        .context("cannot find a home folder for the CLI config; pass --cli-config")?;
-    let saved = read_config(&args.cli_config)?;
-    let config = CliConfig {
-        addr: args.addr.or(saved.addr),
-        token: args.token.or(saved.token),
-        ca_fingerprint: args.ca_fingerprint.or(saved.ca_fingerprint),
-    };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    let text = toml::to_string(&config)?;
-    write_private(&path, &text)?;
+    let path = save_config(&args, args.token.clone())?;
     println!(
         "logged in as {:?} (role {}); saved to {}",
         me.name,
@@ -188,6 +188,37 @@ pub(super) async fn login(args: LoginArgs) -> anyhow::Result<()> {
         path.display()
     );
     Ok(())
+}
+
+/// Saves address, CA fingerprint and `token` (each falling back to what is
+/// saved) to the CLI config, readable by its owner only; returns its path.
+pub(super) fn save_config(args: &ClientArgs, token: Option<String>) -> anyhow::Result<PathBuf> {
+    let path = config_path(&args.cli_config)
+        .context("cannot find a home folder for the CLI config; pass --cli-config")?;
+    let saved = read_config(&args.cli_config)?;
+    let config = CliConfig {
+        addr: args.addr.clone().or(saved.addr),
+        token: token.or(saved.token),
+        ca_fingerprint: args.ca_fingerprint.clone().or(saved.ca_fingerprint),
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    write_private(&path, &toml::to_string(&config)?)?;
+    Ok(path)
+}
+
+/// Removes the saved token from the CLI config (address and CA stay);
+/// returns the config's path if it held one.
+pub(super) fn forget_saved_token(args: &ClientArgs) -> anyhow::Result<Option<PathBuf>> {
+    let mut saved = read_config(&args.cli_config)?;
+    let Some(path) = config_path(&args.cli_config).filter(|_| saved.token.is_some()) else {
+        return Ok(None);
+    };
+    saved.token = None;
+    write_private(&path, &toml::to_string(&saved)?)?;
+    Ok(Some(path))
 }
 
 fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {

@@ -561,6 +561,8 @@ pub(super) enum TokenCommand {
         #[arg(long, value_parser = humantime::parse_duration)]
         ttl: Option<std::time::Duration>,
         #[command(flatten)]
+        scope: super::users::ScopeArgs,
+        #[command(flatten)]
         client: ClientArgs,
     },
     /// List API tokens.
@@ -574,7 +576,7 @@ pub(super) enum TokenCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Show which token and role the CLI uses.
+    /// Show which token and role the CLI uses (`argosy whoami` also shows the scope).
     Whoami {
         #[command(flatten)]
         client: ClientArgs,
@@ -594,6 +596,7 @@ pub(super) async fn token(command: TokenCommand) -> anyhow::Result<()> {
             name,
             role,
             ttl,
+            scope,
             client,
         } => {
             let connection = connect(&client)?;
@@ -608,6 +611,7 @@ pub(super) async fn token(command: TokenCommand) -> anyhow::Result<()> {
                     name,
                     role: role as i32,
                     ttl_seconds: ttl.map_or(0, |t| t.as_secs()),
+                    scope: Some(scope.wire()),
                 })
                 .await
                 .map_err(status_error)?
@@ -623,10 +627,11 @@ pub(super) async fn token(command: TokenCommand) -> anyhow::Result<()> {
                 ),
                 Output::Table => {
                     println!(
-                        "API token {} ({:?}, role {})",
+                        "API token {} ({:?}, role {}, {})",
                         token.id,
                         token.name,
-                        crate::dto::role_name(token.role)
+                        crate::dto::role_name(token.role),
+                        super::users::describe_scope(token.scope.as_ref())
                     );
                     println!("secret (shown once, only its hash is stored):");
                     println!("  {}", created.secret);
@@ -668,13 +673,29 @@ pub(super) async fn token(command: TokenCommand) -> anyhow::Result<()> {
                                     ago(t.expires_at_ms, now)
                                 },
                                 ago(t.last_used_ms, now),
+                                super::users::describe_scope(t.scope.as_ref()),
+                                if t.user.is_empty() {
+                                    "token"
+                                } else {
+                                    "session"
+                                }
+                                .to_owned(),
                             ]
                         })
                         .collect();
                     println!(
                         "{}",
                         table(
-                            &["id", "name", "role", "state", "expires", "last used"],
+                            &[
+                                "id",
+                                "name",
+                                "role",
+                                "state",
+                                "expires",
+                                "last used",
+                                "scope",
+                                "kind"
+                            ],
                             rows
                         )
                     );
@@ -691,18 +712,9 @@ pub(super) async fn token(command: TokenCommand) -> anyhow::Result<()> {
             println!("revoked API token {id}");
         }
         TokenCommand::Whoami { client } => {
-            let connection = connect(&client)?;
-            let mut tokens = connection.client(ApiTokenServiceClient::with_interceptor);
-            let me = tokens
-                .who_am_i(pb::WhoAmIRequest {})
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            match connection.output {
-                Output::Json => println!(
-                    "{}",
-                    serde_json::json!({"token_id": me.token_id, "name": me.name, "role": crate::dto::role_name(me.role)})
-                ),
+            let (output, me) = super::users::who_am_i(&client).await?;
+            match output {
+                Output::Json => println!("{}", output::json(&crate::dto::WhoAmIJson::from(me))?),
                 Output::Table => println!(
                     "{} ({}), role {}",
                     me.name,

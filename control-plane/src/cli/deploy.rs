@@ -291,14 +291,24 @@ pub(super) async fn revisions(args: RevisionsArgs) -> anyhow::Result<()> {
             let rows = list
                 .iter()
                 .map(|r| {
+                    let mut secrets: Vec<String> = r
+                        .secret_versions
+                        .iter()
+                        .map(|(name, version)| format!("{name}@{version}"))
+                        .collect();
+                    secrets.sort();
                     vec![
                         r.number.to_string(),
                         when(r.created_at_ms),
                         r.created_by.clone(),
+                        secrets.join(" "),
                     ]
                 })
                 .collect();
-            println!("{}", table(&["revision", "created", "by"], rows));
+            println!(
+                "{}",
+                table(&["revision", "created", "by", "secrets (followed)"], rows)
+            );
         }
     }
     Ok(())

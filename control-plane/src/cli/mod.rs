@@ -3,11 +3,15 @@
 //! edge, so it uses `anyhow` and prints to standard output.
 #![allow(clippy::print_stdout)]
 
+mod alerts;
+mod audit;
 mod client;
 mod commands;
 mod deploy;
 mod dev;
 mod output;
+mod secrets;
+mod users;
 
 use crate::config::ServerArgs;
 use clap::{Parser, Subcommand};
@@ -44,8 +48,16 @@ enum Command {
     Dev(dev::DevArgs),
     /// Mint a new admin API token directly in the store (recovery; needs access to the data folder or database).
     BootstrapToken(dev::BootstrapArgs),
-    /// Check a token against the control plane and save address, CA and token for later commands.
+    /// Check a token against the control plane and save address, CA and token for later commands;
+    /// with --user, log in with a password and save the session token.
     Login(client::LoginArgs),
+    /// End the login session in use and forget the saved token.
+    Logout(users::LogoutArgs),
+    /// Show who the CLI acts as: user or API token, role and scope.
+    Whoami(users::WhoAmIArgs),
+    /// Users who log in with a password: add, remove, passwd, list.
+    #[command(subcommand)]
+    User(users::UserCommand),
     /// Hosts of the fleet.
     #[command(subcommand)]
     Hosts(commands::HostsCommand),
@@ -75,6 +87,18 @@ enum Command {
     Scale(deploy::ScaleArgs),
     /// Drain and stop every allocation of a service (`scale` or `apply` starts it again).
     Stop(deploy::StopArgs),
+    /// Secrets, encrypted at rest: set, list, get, rotate, delete, versions.
+    #[command(subcommand)]
+    Secret(secrets::SecretCommand),
+    /// The master key that seals secrets: rotate-master.
+    #[command(subcommand)]
+    Keys(secrets::KeysCommand),
+    /// The audit log: list (filter, export) and verify its hash chain.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Alerts, silences, alert rules and notification channels.
+    #[command(subcommand)]
+    Alert(alerts::AlertCommand),
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -127,6 +151,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Dev(args) => dev::run_dev(args).await,
         Command::BootstrapToken(args) => dev::bootstrap_token(args).await,
         Command::Login(args) => client::login(args).await,
+        Command::Logout(args) => users::logout(args).await,
+        Command::Whoami(args) => users::whoami(args).await,
+        Command::User(command) => users::user(command).await,
         Command::Hosts(command) => commands::hosts(command).await,
         Command::Metrics(args) => commands::metrics(args).await,
         Command::JoinToken(command) => commands::join_token(command).await,
@@ -139,5 +166,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Logs(args) => deploy::logs(args).await,
         Command::Scale(args) => deploy::scale(args).await,
         Command::Stop(args) => deploy::stop(args).await,
+        Command::Secret(command) => secrets::secret(command).await,
+        Command::Keys(command) => secrets::keys(command).await,
+        Command::Audit(command) => audit::audit(command).await,
+        Command::Alert(command) => alerts::alert(command).await,
     }
 }

@@ -11,6 +11,13 @@
 //! is written into a deployment's history with who asked for it: the active
 //! deployment, or the service's latest one when none is active.
 //!
+//! Secrets: `apply` resolves the spec's secret references through a
+//! [`SecretCatalog`] and stores the versions with the revision; each host's
+//! desired state carries names and versions only, and [`Deployments::host_secrets`]
+//! says which versions a host may receive. [`Deployments::follow_rotation`]
+//! moves a service to new versions of the secrets it follows, as a new
+//! revision deployed through its update strategy.
+//!
 //! One controller mutates at a time (a lock); every decision is stored
 //! before its effects are pushed, so a restarted control plane continues
 //! from the store.
@@ -20,6 +27,9 @@ use super::rollout::{self, Deployment, Effect, Event, Health, Observed, Observed
 use super::scheduler::{
     self, AllocationRequest, Capacity, HostCandidate, HostPort, HostedAllocation, SchedulerConfig,
 };
+use super::secret_access::HostSecrets;
+use super::secret_catalog::{self, ResolveError, SecretCatalog};
+use super::secret_refs::{self, ResolvedVersions, RotationCause, UnresolvedSecrets};
 use super::spec::{self, Format, SpecErrors};
 use super::wire;
 use crate::clock::Clock;
@@ -88,6 +98,18 @@ pub enum DeployError {
     },
     #[error("stored deployment {0} is unreadable: {1}")]
     StoredState(String, serde_json::Error),
+    #[error(
+        "stored revision {service} #{revision} has unreadable secret versions ({error}); apply the spec again"
+    )]
+    StoredSecretVersions {
+        service: String,
+        revision: i64,
+        error: serde_json::Error,
+    },
+    #[error("the spec references secrets that cannot be used:\n{0}")]
+    MissingSecrets(#[from] UnresolvedSecrets),
+    #[error("{0}")]
+    SecretStore(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -99,6 +121,37 @@ pub struct Applied {
     pub revision: i64,
     pub created: bool,
     pub deployment: Option<DeploymentRow>,
+}
+
+impl From<ResolveError> for DeployError {
+    fn from(error: ResolveError) -> Self {
+        match error {
+            ResolveError::Unresolved(missing) => DeployError::MissingSecrets(missing),
+            ResolveError::Unavailable(_) => DeployError::SecretStore(error.to_string()),
+        }
+    }
+}
+
+/// What [`Deployments::follow_rotation`] did for a service.
+#[derive(Debug, Clone)]
+pub enum RotationOutcome {
+    /// Its current revision already runs the newest versions it follows
+    /// (or it follows none, or was never deployed).
+    UpToDate,
+    /// A deployment is moving it; try again when it ends.
+    Busy { deployment: String },
+    /// Stopped: the new revision became current, nothing was started.
+    Stopped { revision: i64 },
+    /// A deployment of the new revision started.
+    Deployed(DeploymentRow),
+}
+
+/// A stored revision as the controller uses it: its spec and the secret
+/// versions it resolved.
+#[derive(Clone)]
+struct ParsedRevision {
+    spec: Arc<ServiceSpec>,
+    secrets: Arc<ResolvedVersions>,
 }
 
 /// What `scale` or `stop` did to a service.
@@ -129,7 +182,7 @@ pub struct Deployments {
     /// history (so a retry every tick does not repeat it).
     stuck: Mutex<BTreeSet<String>>,
     lock: tokio::sync::Mutex<()>,
-    specs: Mutex<HashMap<(String, i64), Arc<ServiceSpec>>>,
+    revisions: Mutex<HashMap<(String, i64), ParsedRevision>>,
     events: broadcast::Sender<String>,
 }
 
@@ -357,7 +410,7 @@ impl Deployments {
             reschedule_grace: DEFAULT_RESCHEDULE_GRACE,
             stuck: Mutex::new(BTreeSet::new()),
             lock: tokio::sync::Mutex::new(()),
-            specs: Mutex::new(HashMap::new()),
+            revisions: Mutex::new(HashMap::new()),
             events: broadcast::channel(1024).0,
         }
     }
@@ -380,14 +433,20 @@ impl Deployments {
     }
 
     async fn spec_of(&self, service: &str, number: i64) -> Result<Arc<ServiceSpec>, DeployError> {
+        Ok(self.revision_of(service, number).await?.spec)
+    }
+
+    /// Revision `number` of `service`, parsed once and then cached
+    /// (revisions never change).
+    async fn revision_of(&self, service: &str, number: i64) -> Result<ParsedRevision, DeployError> {
         let key = (service.to_owned(), number);
-        if let Some(spec) = self
-            .specs
+        if let Some(parsed) = self
+            .revisions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
         {
-            return Ok(spec.clone());
+            return Ok(parsed.clone());
         }
         let revision =
             self.store
@@ -397,22 +456,28 @@ impl Deployments {
                     service: service.to_owned(),
                     revision: number,
                 })?;
-        let spec = Arc::new(parse_revision(&revision)?);
-        self.specs
+        let parsed = ParsedRevision {
+            spec: Arc::new(parse_revision(&revision)?),
+            secrets: Arc::new(parse_secret_versions(&revision)?),
+        };
+        self.revisions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, spec.clone());
-        Ok(spec)
+            .insert(key, parsed.clone());
+        Ok(parsed)
     }
 
-    /// Validates `text`, stores it as the service's next revision (unless it
-    /// equals the newest) and starts a deployment to it.
+    /// Validates `text`, resolves the secrets it references through
+    /// `secrets` (a missing secret or pinned version fails, naming each),
+    /// stores it as the service's next revision with the resolved versions
+    /// (unless both equal the newest's) and starts a deployment to it.
     pub async fn apply(
         &self,
         text: &str,
         format: &str,
         actor: &str,
         dry_run: bool,
+        secrets: &dyn SecretCatalog,
     ) -> Result<Applied, DeployError> {
         let format = match format {
             "yaml" | "yml" => Format::Yaml,
@@ -420,6 +485,7 @@ impl Deployments {
             other => return Err(DeployError::Format(other.to_owned())),
         };
         let spec = spec::parse(text, format)?;
+        let resolved = secret_catalog::resolve(secrets, &spec).await?;
         if dry_run {
             return Ok(Applied {
                 service: spec.name,
@@ -450,6 +516,7 @@ impl Deployments {
                 text,
                 format_name,
                 &hash,
+                &resolved.to_json(),
                 spec.replicas,
                 actor,
                 now,
@@ -865,13 +932,13 @@ impl Deployments {
         let rows = self.store.allocations_for_host(host_id).await?;
         let mut allocations = Vec::with_capacity(rows.len());
         for a in rows {
-            let spec = self.spec_of(&a.service, a.revision).await?;
+            let revision = self.revision_of(&a.service, a.revision).await?;
             allocations.push(pb::Allocation {
                 id: a.id,
                 service: a.service,
                 revision_id: revision_id(a.revision),
                 revision: u64::try_from(a.revision).unwrap_or(0),
-                container: Some(wire::container_spec(&spec)),
+                container: Some(wire::container_spec(&revision.spec, &revision.secrets)),
                 run: a.desired_run,
             });
         }
@@ -885,6 +952,144 @@ impl Deployments {
     pub async fn desired_state(&self, host_id: &str) -> Result<pb::DesiredState, DeployError> {
         let version = self.store.desired_version(host_id).await?;
         self.desired_state_at(host_id, version).await
+    }
+
+    /// The secret versions the allocations placed on `host_id` and meant to
+    /// run use: what its agent may receive ([`super::secret_access::decide`]).
+    pub async fn host_secrets(&self, host_id: &str) -> Result<HostSecrets, DeployError> {
+        let mut host = HostSecrets::new(host_id);
+        for a in self.store.allocations_for_host(host_id).await? {
+            if !a.desired_run {
+                continue;
+            }
+            let revision = self.revision_of(&a.service, a.revision).await?;
+            host.add(
+                &a.id,
+                secret_refs::used_versions(&revision.spec, &revision.secrets),
+            );
+        }
+        Ok(host)
+    }
+
+    /// Every service whose current revision follows the latest version of
+    /// a secret — of `name` only, when given — with the names it follows.
+    pub async fn services_following(
+        &self,
+        name: Option<&str>,
+    ) -> Result<Vec<(String, BTreeSet<String>)>, DeployError> {
+        let mut following = Vec::new();
+        for service in self.store.list_services().await? {
+            let followed = self.followed_by(&service).await?;
+            if !followed.is_empty() && name.is_none_or(|n| followed.contains(n)) {
+                following.push((service.name, followed));
+            }
+        }
+        Ok(following)
+    }
+
+    /// The secret names the service's current revision follows.
+    pub async fn secrets_followed_by(&self, name: &str) -> Result<BTreeSet<String>, DeployError> {
+        match self.store.service(name).await? {
+            Some(service) => self.followed_by(&service).await,
+            None => Ok(BTreeSet::new()),
+        }
+    }
+
+    async fn followed_by(&self, service: &ServiceRow) -> Result<BTreeSet<String>, DeployError> {
+        match service.current_revision {
+            Some(current) => Ok(secret_refs::followed_names(
+                &*self.spec_of(&service.name, current).await?,
+            )),
+            None => Ok(BTreeSet::new()),
+        }
+    }
+
+    /// Moves `service` to the newest versions (`latest`) of the secrets its
+    /// current revision follows, when one of them is newer than any of its
+    /// revisions had ([`secret_refs::after_rotation`]): a new revision with
+    /// the same spec text and the new versions, created by
+    /// `secret rotation NAME vN (ACTOR)`, deployed through the service's
+    /// update strategy with its current replica count. A stopped service
+    /// is not started: the new revision only becomes its current one.
+    pub async fn follow_rotation(
+        &self,
+        name: &str,
+        latest: &BTreeMap<String, u32>,
+        cause: &RotationCause,
+    ) -> Result<RotationOutcome, DeployError> {
+        let _guard = self.lock.lock().await;
+        let mut service = self
+            .store
+            .service(name)
+            .await?
+            .ok_or_else(|| DeployError::NoService(name.to_owned()))?;
+        let Some(current) = service.current_revision else {
+            return Ok(RotationOutcome::UpToDate);
+        };
+        let running = self.revision_of(name, current).await?;
+        let mut handled = Vec::new();
+        for revision in self.store.list_revisions(name).await? {
+            handled.push(parse_secret_versions(&revision)?);
+        }
+        let handled = secret_refs::highest_resolved(&handled);
+        let Some(rotation) =
+            secret_refs::after_rotation(&running.spec, &running.secrets, latest, &handled)
+        else {
+            return Ok(RotationOutcome::UpToDate);
+        };
+        if let Some(active) = self.store.active_deployment(name).await? {
+            return Ok(RotationOutcome::Busy {
+                deployment: active.id,
+            });
+        }
+        let text =
+            self.store
+                .revision(name, current)
+                .await?
+                .ok_or_else(|| DeployError::NoRevision {
+                    service: name.to_owned(),
+                    revision: current,
+                })?;
+        let actor = secret_refs::rotation_actor(cause, &rotation.news);
+        let now = self.now();
+        let (revision, _) = self
+            .store
+            .append_revision(
+                name,
+                &text.spec_text,
+                &text.spec_format,
+                &text.spec_hash,
+                &rotation.versions.to_json(),
+                service.replicas,
+                &actor,
+                now,
+            )
+            .await?;
+        if service.stopped {
+            service.current_revision = Some(revision.number);
+            service.updated_at_ms = now;
+            self.store.update_service(&service).await?;
+            self.record_for_service(
+                name,
+                now,
+                &format!(
+                    "revision {} of {name} created by {actor}; the service is stopped, so \
+                     nothing was started (it runs the new versions when started again)",
+                    revision.number
+                ),
+            )
+            .await?;
+            return Ok(RotationOutcome::Stopped {
+                revision: revision.number,
+            });
+        }
+        // A rotation keeps the replica count the service runs with.
+        let mut spec = (*running.spec).clone();
+        spec.replicas = service.replicas;
+        let deployment = self
+            .start_deployment(service, revision.number, spec, &actor, "", now)
+            .await?;
+        Ok(RotationOutcome::Deployed(deployment))
     }
 
     /// Takes in an agent's report: updates allocations and advances the
@@ -1390,6 +1595,16 @@ fn host_candidate(host: &pb::Host) -> HostCandidate {
     }
 }
 
+fn parse_secret_versions(revision: &RevisionRow) -> Result<ResolvedVersions, DeployError> {
+    ResolvedVersions::from_json(&revision.secret_versions_json).map_err(|error| {
+        DeployError::StoredSecretVersions {
+            service: revision.service.clone(),
+            revision: revision.number,
+            error,
+        }
+    })
+}
+
 fn parse_revision(revision: &RevisionRow) -> Result<ServiceSpec, DeployError> {
     let format = if revision.spec_format == "toml" {
         Format::Toml
@@ -1689,6 +1904,200 @@ mod tests {
             exit_event("a", "h", &status(1, 137, true), &status(2, 3, false)).as_deref(),
             Some("allocation a on h exited with code 3; restarted 2 time(s)")
         );
+    }
+
+    mod with_a_store {
+        use super::*;
+        use crate::clock::ManualClock;
+        use crate::deploy::secret_access::HostSecrets;
+        use crate::deploy::secret_catalog::tests::MapCatalog;
+        use crate::deploy::secret_refs::VersionedSecret;
+        use crate::store::HostRow;
+        use crate::store::test_support::*;
+
+        const SPEC: &str = "name: web\nimage: nginx\nreplicas: 1\nenv:\n  DB: {secret: crm/db}\n  API: {secret: crm/api@3}\n";
+
+        fn deployments(db: &TestDb) -> Deployments {
+            Deployments::new(
+                db.store(),
+                Arc::new(Fleet::new(Vec::new(), 3)),
+                Arc::new(ManualClock::at(1_000_000)),
+            )
+        }
+
+        fn rotated_by_alice() -> RotationCause {
+            RotationCause::Changed {
+                name: "crm/db".into(),
+                actor: "user:alice".into(),
+            }
+        }
+
+        fn latest(db: u32) -> BTreeMap<String, u32> {
+            BTreeMap::from([("crm/db".to_owned(), db)])
+        }
+
+        async fn cancel_active(d: &Deployments, store: &Store) -> anyhow::Result<()> {
+            if let Some(active) = store.active_deployment("web").await? {
+                d.command(&active.id, Event::Cancel, "alice").await?;
+            }
+            Ok(())
+        }
+
+        store_test!(apply_resolves_secrets_and_rotations_make_revisions);
+        async fn apply_resolves_secrets_and_rotations_make_revisions(
+            db: TestDb,
+        ) -> anyhow::Result<()> {
+            let store = db.store();
+            let d = deployments(&db);
+            let catalog = MapCatalog::with(&[("crm/db", &[1, 2]), ("crm/api", &[3])]);
+
+            // A missing secret fails the apply, dry run included, naming it.
+            let missing = SPEC.replace("crm/api@3", "crm/api@4");
+            for dry_run in [true, false] {
+                let error = d
+                    .apply(&missing, "yaml", "alice", dry_run, &catalog)
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(error, DeployError::MissingSecrets(_))
+                        && error.to_string().contains(
+                            "service web references version 4 of secret crm/api, which does not exist"
+                        ),
+                    "{error}"
+                );
+            }
+            assert_eq!(store.service("web").await?, None);
+
+            let applied = d.apply(SPEC, "yaml", "alice", false, &catalog).await?;
+            assert_eq!((applied.revision, applied.created), (1, true));
+            let r1 = store.revision("web", 1).await?.unwrap();
+            assert_eq!(r1.secret_versions_json, r#"{"crm/db":2}"#);
+
+            // No host can take it, so the deployment waits: busy.
+            let busy = d
+                .follow_rotation("web", &latest(3), &rotated_by_alice())
+                .await?;
+            assert!(matches!(busy, RotationOutcome::Busy { .. }), "{busy:?}");
+            cancel_active(&d, &store).await?;
+
+            // Nothing newer than what revision 1 has: nothing to do.
+            let same = d
+                .follow_rotation("web", &latest(2), &rotated_by_alice())
+                .await?;
+            assert!(matches!(same, RotationOutcome::UpToDate), "{same:?}");
+
+            let moved = d
+                .follow_rotation("web", &latest(3), &rotated_by_alice())
+                .await?;
+            let RotationOutcome::Deployed(deployment) = moved else {
+                panic!("expected a deployment, got {moved:?}");
+            };
+            assert_eq!(
+                (deployment.from_revision, deployment.to_revision),
+                (Some(1), 2)
+            );
+            assert_eq!(
+                deployment.created_by,
+                "secret rotation crm/db v3 (user:alice)"
+            );
+            let r2 = store.revision("web", 2).await?.unwrap();
+            assert_eq!(r2.spec_text, r1.spec_text);
+            assert_eq!(r2.secret_versions_json, r#"{"crm/db":3}"#);
+            assert_eq!(r2.created_by, "secret rotation crm/db v3 (user:alice)");
+            let again = d
+                .follow_rotation("web", &latest(3), &rotated_by_alice())
+                .await?;
+            assert!(matches!(again, RotationOutcome::UpToDate), "{again:?}");
+            assert_eq!(d.services_following(Some("crm/db")).await?.len(), 1);
+            assert!(d.services_following(Some("crm/api")).await?.is_empty());
+
+            // Applying the same text now resolves to the same versions: no change.
+            cancel_active(&d, &store).await?;
+            *catalog.secrets.lock().unwrap() = [
+                ("crm/db".to_owned(), vec![3]),
+                ("crm/api".to_owned(), vec![3]),
+            ]
+            .into();
+            let same_text = d.apply(SPEC, "yaml", "alice", false, &catalog).await?;
+            assert!(!same_text.created, "{same_text:?}");
+
+            // A stopped service only gets the new revision.
+            cancel_active(&d, &store).await?;
+            d.stop("web", "alice").await?;
+            let stopped = d
+                .follow_rotation("web", &latest(4), &rotated_by_alice())
+                .await?;
+            assert!(
+                matches!(stopped, RotationOutcome::Stopped { revision: 3 }),
+                "{stopped:?}"
+            );
+            let service = store.service("web").await?.unwrap();
+            assert!(service.stopped);
+            assert_eq!(service.current_revision, Some(3));
+            assert!(store.active_deployment("web").await?.is_none());
+            Ok(())
+        }
+
+        store_test!(a_host_may_receive_what_its_running_allocations_use);
+        async fn a_host_may_receive_what_its_running_allocations_use(
+            db: TestDb,
+        ) -> anyhow::Result<()> {
+            let store = db.store();
+            let d = deployments(&db);
+            let catalog = MapCatalog::with(&[("crm/db", &[2]), ("crm/api", &[3])]);
+            d.apply(SPEC, "yaml", "alice", false, &catalog).await?;
+            cancel_active(&d, &store).await?;
+            store
+                .insert_host(&HostRow {
+                    id: "h-1".into(),
+                    hostname: "h-1.example".into(),
+                    region: "eu-west".into(),
+                    labels: BTreeMap::new(),
+                    enrolled_at_ms: 1,
+                    last_seen_ms: None,
+                    inventory: vec![],
+                    interval_seconds: 10,
+                    cert_serial: "0a".into(),
+                    cert_not_after_ms: 90_000,
+                    revoked_at_ms: None,
+                    join_token_id: "jt-1".into(),
+                })
+                .await?;
+            assert_eq!(d.host_secrets("h-1").await?, HostSecrets::new("h-1"));
+            let mut running = new_allocation("web", 1, None, 5);
+            running.host_id = Some("h-1".into());
+            let mut draining = new_allocation("web", 1, None, 5);
+            draining.host_id = Some("h-1".into());
+            draining.desired_run = false;
+            store
+                .upsert_allocations(&[running.clone(), draining])
+                .await?;
+            let mut want = HostSecrets::new("h-1");
+            want.add(
+                &running.id,
+                [
+                    VersionedSecret::new("crm/api", 3),
+                    VersionedSecret::new("crm/db", 2),
+                ],
+            );
+            assert_eq!(d.host_secrets("h-1").await?, want);
+            assert_eq!(d.host_secrets("h-2").await?, HostSecrets::new("h-2"));
+            // The desired state names the versions, never a value.
+            let desired = d.desired_state("h-1").await?;
+            let container = desired.allocations[0].container.clone().unwrap_or_default();
+            assert_eq!(
+                container
+                    .secret_env
+                    .iter()
+                    .map(|e| (
+                        e.variable.as_str(),
+                        e.secret.clone().unwrap_or_default().version
+                    ))
+                    .collect::<Vec<_>>(),
+                [("API", 3), ("DB", 2)]
+            );
+            Ok(())
+        }
     }
 
     #[test]

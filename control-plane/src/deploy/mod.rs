@@ -4,7 +4,11 @@
 pub mod controller;
 pub mod model;
 pub mod rollout;
+pub mod rotation;
 pub mod scheduler;
+pub mod secret_access;
+pub mod secret_catalog;
+pub mod secret_refs;
 pub mod spec;
 pub mod units;
 pub mod wire;

@@ -15,14 +15,72 @@ pub struct ServiceSpec {
     /// Overrides the image's command when non-empty.
     pub command: Vec<String>,
     pub env: BTreeMap<String, String>,
+    /// Environment variables whose values are secrets (`DB_PASSWORD:
+    /// {secret: crm/db-password}`); the spec holds references, never values.
+    #[serde(default)]
+    pub secret_env: BTreeMap<String, SecretRef>,
     pub ports: Vec<PortMapping>,
     pub volumes: Vec<VolumeMount>,
+    /// Secrets mounted as files under [`SECRETS_MOUNT`].
+    #[serde(default)]
+    pub secret_files: Vec<SecretFile>,
     pub replicas: u32,
     pub placement: Placement,
     pub resources: Resources,
     pub health_check: Option<HealthCheck>,
     pub restart: RestartPolicy,
     pub update: UpdateStrategy,
+}
+
+impl ServiceSpec {
+    /// Every secret the spec references, as env or file, each once.
+    pub fn secret_refs(&self) -> std::collections::BTreeSet<&SecretRef> {
+        self.secret_env
+            .values()
+            .chain(self.secret_files.iter().map(|f| &f.secret))
+            .collect()
+    }
+}
+
+/// Where secret files appear inside a container.
+pub const SECRETS_MOUNT: &str = "/run/secrets";
+
+/// Which version of a secret a reference means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum SecretVersion {
+    /// The newest version when the revision is created; rotating the
+    /// secret redeploys the service with the new one.
+    Latest,
+    /// Exactly this version (`crm/api-key@3`), whatever is rotated.
+    Pinned(u32),
+}
+
+/// A reference to a secret in a spec: `crm/db-password` or `crm/api-key@3`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SecretRef {
+    pub name: String,
+    pub version: SecretVersion,
+}
+
+impl std::fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.version {
+            SecretVersion::Latest => f.write_str(&self.name),
+            SecretVersion::Pinned(version) => write!(f, "{}@{version}", self.name),
+        }
+    }
+}
+
+/// A secret mounted as a file: `/run/secrets/<file>`, on tmpfs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretFile {
+    pub secret: SecretRef,
+    /// A plain file name (no `/`).
+    pub file: String,
+    /// Permission bits, e.g. `0o400`.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -42,6 +42,9 @@
 //! | `update.auto_promote` (blue_green, canary) | false | a person promotes unless told otherwise (Nomad) |
 //! | `update.keep_old_for` (blue_green) | 10m | instant rollback for a while |
 //! | `update.canaries`, `steps` (canary) | 1, `[25, 50, 100]` | |
+//! | `env.X: {secret: NAME}` | the latest version (`NAME@3` pins one) | rotating the secret redeploys the service |
+//! | `secrets[].file` | the last segment of the name | `crm/db-password` → `/run/secrets/db-password` |
+//! | `secrets[].mode`, `uid`, `gid` | `"0400"`, 0, 0 | only the owner reads it, as Docker does |
 //!
 //! In the model a missing memory or CPU limit is `0`, as Docker reads it.
 
@@ -59,7 +62,8 @@ use serde::de::{
 
 use super::model::{
     BlueGreen, Canary, HealthCheck, HealthProbe, Placement, PortMapping, Protocol, RegionCount,
-    RegionPlacement, Resources, RestartPolicy, Rolling, ServiceSpec, UpdateStrategy, VolumeMount,
+    RegionPlacement, Resources, RestartPolicy, Rolling, SECRETS_MOUNT, SecretFile, SecretRef,
+    ServiceSpec, UpdateStrategy, VolumeMount,
 };
 use super::units::{self, VolumePart};
 
@@ -202,6 +206,17 @@ env:                           # or a list: ["RUST_LOG=info"]
   RUST_LOG: info
   APP_MODE: "production"       # quote values YAML could read as
                                # something else (yes, no, 1.0)
+  DB_PASSWORD: { secret: crm/db-password }   # a secret's latest version;
+                                             # rotating it redeploys
+  API_KEY: { secret: crm/api-key@3 }         # pinned to version 3
+
+secrets:                       # files under /run/secrets, on tmpfs, read-only
+  - name: crm/db-password      # `argosy secret set crm/db-password --from-file F`
+    file: db-password          # default: the last segment of the name
+    mode: "0400"               # octal, in quotes; default "0400"
+    uid: 0                     # owner inside the container; default 0
+    gid: 0
+  # - crm/tls-key@2            # short form: defaults for the rest
 
 ports:
   - "8080:80"                  # host 8080 -> container 80 (tcp)
@@ -962,6 +977,7 @@ struct RawSpec {
     env: Option<Node>,
     ports: Option<Vec<Node>>,
     volumes: Option<Vec<Node>>,
+    secrets: Option<Vec<Node>>,
     replicas: Option<i64>,
     placement: Option<RawPlacement>,
     resources: Option<RawResources>,
@@ -985,6 +1001,22 @@ struct RawVolume {
     source: Option<String>,
     target: Option<String>,
     read_only: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecretEnv {
+    secret: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecretFile {
+    name: Option<String>,
+    file: Option<String>,
+    mode: Option<Node>,
+    uid: Option<i64>,
+    gid: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1073,12 +1105,16 @@ impl Validator {
             Some(node) => self.command(&node, &root.key("command"), true),
             None => Vec::new(),
         };
-        let env = match raw.env {
+        let (env, secret_env) = match raw.env {
             Some(node) => self.env(&node, &root.key("env")),
-            None => BTreeMap::new(),
+            None => (BTreeMap::new(), BTreeMap::new()),
         };
         let ports = self.ports(raw.ports.unwrap_or_default(), &root.key("ports"));
         let volumes = self.volumes(raw.volumes.unwrap_or_default(), &root.key("volumes"));
+        let secret_files = self.secret_files(raw.secrets.unwrap_or_default(), &root.key("secrets"));
+        if !secret_files.is_empty() {
+            self.volumes_clear_of_secrets(&volumes, &root.key("volumes"));
+        }
         let (placement, region_total) = self.placement(raw.placement, &root.key("placement"));
         let replicas = self.replicas(raw.replicas, region_total, &root);
         let resources = self.resources(raw.resources, &root.key("resources"));
@@ -1092,8 +1128,10 @@ impl Validator {
             image,
             command,
             env,
+            secret_env,
             ports,
             volumes,
+            secret_files,
             replicas: replicas.unwrap_or(1),
             placement,
             resources,
@@ -1178,8 +1216,14 @@ impl Validator {
         }
     }
 
-    fn env(&mut self, node: &Node, path: &FieldPath) -> BTreeMap<String, String> {
+    /// Plain variables, and those whose value is a secret.
+    fn env(
+        &mut self,
+        node: &Node,
+        path: &FieldPath,
+    ) -> (BTreeMap<String, String>, BTreeMap<String, SecretRef>) {
         let mut env = BTreeMap::new();
+        let mut secret_env = BTreeMap::new();
         match node {
             Node::Map(entries) => {
                 for (key, value) in entries {
@@ -1192,13 +1236,22 @@ impl Validator {
                         (_, Some(text)) => {
                             env.insert(key.clone(), text);
                         }
+                        (Node::Map(_), None) => {
+                            if let Some(secret) = self.secret_env(value.clone(), &at) {
+                                secret_env.insert(key.clone(), secret);
+                            }
+                        }
                         (Node::Null, None) => self.error(
                             &at,
                             format!("has no value, write {key}: \"\" for an empty one"),
                         ),
-                        (other, None) => {
-                            self.error(&at, format!("expected a string, found {}", describe(other)))
-                        }
+                        (other, None) => self.error(
+                            &at,
+                            format!(
+                                "expected a string, or {{secret: NAME}} for a secret, found {}",
+                                describe(other)
+                            ),
+                        ),
                     }
                 }
             }
@@ -1232,7 +1285,173 @@ impl Validator {
                 ),
             ),
         }
-        env
+        (env, secret_env)
+    }
+
+    /// `{secret: crm/db-password}` or `{secret: crm/api-key@3}`.
+    fn secret_env(&mut self, mut node: Node, path: &FieldPath) -> Option<SecretRef> {
+        let shaped = to_raw::<RawSecretEnv>(&mut node, path);
+        self.issues.extend(shaped.issues);
+        let raw = shaped.value.filter(|_| shaped.removed.is_empty())?;
+        let Some(text) = raw.secret else {
+            self.error(
+                &path.key("secret"),
+                "required, write e.g. {secret: crm/db-password}",
+            );
+            return None;
+        };
+        self.secret_ref(&text, &path.key("secret"))
+    }
+
+    fn secret_ref(&mut self, text: &str, path: &FieldPath) -> Option<SecretRef> {
+        match units::parse_secret_ref(text) {
+            Ok(secret) => Some(secret),
+            Err(e) => {
+                self.error(path, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// `secrets:` — each a map (name, file, mode, uid, gid) or a name alone.
+    fn secret_files(&mut self, items: Vec<Node>, path: &FieldPath) -> Vec<SecretFile> {
+        let mut files: Vec<(usize, SecretFile)> = Vec::new();
+        for (i, mut item) in items.into_iter().enumerate() {
+            let at = path.index(i);
+            let file = match &item {
+                Node::Str(text) => self
+                    .secret_ref(text, &at)
+                    .map(|secret| secret_file(secret, None, DEFAULT_SECRET_MODE, 0, 0)),
+                Node::Map(_) => {
+                    let shaped = to_raw::<RawSecretFile>(&mut item, &at);
+                    self.issues.extend(shaped.issues);
+                    shaped
+                        .value
+                        .filter(|_| shaped.removed.is_empty())
+                        .and_then(|raw| self.secret_file_long(raw, &at))
+                }
+                other => {
+                    self.error(
+                        &at,
+                        format!(
+                            "expected a map like {{name: crm/db-password, file: db-password}} \
+                             or a secret name, found {}",
+                            describe(other)
+                        ),
+                    );
+                    None
+                }
+            };
+            files.extend(file.map(|f| (i, f)));
+        }
+        for (n, (i, f)) in files.iter().enumerate() {
+            if let Some((j, _)) = files[..n].iter().find(|(_, o)| o.file == f.file) {
+                self.error(
+                    &path.index(*i),
+                    format!(
+                        "file {} is already used by {}, give this one another file: name",
+                        f.file,
+                        path.index(*j)
+                    ),
+                );
+            }
+        }
+        files.into_iter().map(|(_, f)| f).collect()
+    }
+
+    fn secret_file_long(&mut self, raw: RawSecretFile, path: &FieldPath) -> Option<SecretFile> {
+        let secret = match raw.name {
+            Some(name) => self.secret_ref(&name, &path.key("name")),
+            None => {
+                self.error(
+                    &path.key("name"),
+                    "required, write e.g. name: crm/db-password",
+                );
+                None
+            }
+        };
+        let file_ok = match &raw.file {
+            Some(file) if !units::is_secret_file_name(file) => {
+                self.error(
+                    &path.key("file"),
+                    format!(
+                        "{file:?} is not a file name, write a plain name without '/', \
+                         e.g. db-password (it appears as {SECRETS_MOUNT}/db-password)"
+                    ),
+                );
+                false
+            }
+            _ => true,
+        };
+        let mode = match raw.mode {
+            None => Some(DEFAULT_SECRET_MODE),
+            Some(Node::Str(text)) => match units::parse_file_mode(&text) {
+                Ok(mode) => Some(mode),
+                Err(e) => {
+                    self.error(&path.key("mode"), e.to_string());
+                    None
+                }
+            },
+            Some(Node::Int(n)) => {
+                self.error(
+                    &path.key("mode"),
+                    format!(
+                        "{n} is a number, but modes are octal: write it as a string in quotes, \
+                         e.g. mode: \"0400\""
+                    ),
+                );
+                None
+            }
+            Some(other) => {
+                self.error(
+                    &path.key("mode"),
+                    format!(
+                        "expected an octal mode in quotes, e.g. \"0400\", found {}",
+                        describe(&other)
+                    ),
+                );
+                None
+            }
+        };
+        let uid = self.owner_id(raw.uid, &path.key("uid"));
+        let gid = self.owner_id(raw.gid, &path.key("gid"));
+        if !file_ok {
+            return None;
+        }
+        Some(secret_file(secret?, raw.file, mode?, uid?, gid?))
+    }
+
+    /// A uid or gid: a whole number from 0; default 0 (root).
+    fn owner_id(&mut self, raw: Option<i64>, path: &FieldPath) -> Option<u32> {
+        match raw {
+            None => Some(0),
+            Some(n) => {
+                let id = u32::try_from(n).ok();
+                if id.is_none() {
+                    self.error(
+                        path,
+                        format!("{n} is out of range, write a numeric id from 0, e.g. 1000"),
+                    );
+                }
+                id
+            }
+        }
+    }
+
+    /// With secret files, `/run/secrets` belongs to them.
+    fn volumes_clear_of_secrets(&mut self, volumes: &[VolumeMount], path: &FieldPath) {
+        for (i, volume) in volumes.iter().enumerate() {
+            if Path::new(&volume.target).starts_with(SECRETS_MOUNT) {
+                self.error(
+                    &path.index(i),
+                    format!(
+                        "target {} is inside {SECRETS_MOUNT}, where the secrets: files are \
+                         mounted; choose another target",
+                        volume.target
+                    ),
+                );
+            }
+        }
     }
 
     fn ports(&mut self, items: Vec<Node>, path: &FieldPath) -> Vec<PortMapping> {
@@ -2158,6 +2377,27 @@ impl Validator {
     }
 }
 
+/// Read by the owner only, as Docker mounts secrets.
+const DEFAULT_SECRET_MODE: u32 = 0o400;
+
+/// A secret file, named after the secret unless `file` says otherwise.
+fn secret_file(
+    secret: SecretRef,
+    file: Option<String>,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> SecretFile {
+    let file = file.unwrap_or_else(|| units::default_secret_file(&secret.name).to_owned());
+    SecretFile {
+        secret,
+        file,
+        mode,
+        uid,
+        gid,
+    }
+}
+
 /// `10s`, `1m 30s`, `500ms`.
 fn show(d: Duration) -> String {
     humantime::format_duration(d).to_string()
@@ -2379,6 +2619,18 @@ mod tests {
                     "APP_MODE": "production",
                     "RUST_LOG": "info",
                 },
+                secret_env: {
+                    "API_KEY": SecretRef {
+                        name: "crm/api-key",
+                        version: Pinned(
+                            3,
+                        ),
+                    },
+                    "DB_PASSWORD": SecretRef {
+                        name: "crm/db-password",
+                        version: Latest,
+                    },
+                },
                 ports: [
                     PortMapping {
                         container_port: 80,
@@ -2436,6 +2688,18 @@ mod tests {
                         ),
                         target: "/var/lib/web",
                         read_only: false,
+                    },
+                ],
+                secret_files: [
+                    SecretFile {
+                        secret: SecretRef {
+                            name: "crm/db-password",
+                            version: Latest,
+                        },
+                        file: "db-password",
+                        mode: 256,
+                        uid: 0,
+                        gid: 0,
                     },
                 ],
                 replicas: 3,
@@ -2510,9 +2774,18 @@ volumes = [
 replicas = 3
 restart = "always"
 
+[[secrets]]
+name = "crm/db-password"
+file = "db-password"
+mode = "0400"
+uid = 0
+gid = 0
+
 [env]
 RUST_LOG = "info"
 APP_MODE = "production"
+DB_PASSWORD = { secret = "crm/db-password" }
+API_KEY = { secret = "crm/api-key@3" }
 
 [placement.regions]
 eu-west = 2
@@ -2560,8 +2833,10 @@ auto_revert = true
                 image: "nginx".into(),
                 command: vec![],
                 env: BTreeMap::new(),
+                secret_env: BTreeMap::new(),
                 ports: vec![],
                 volumes: vec![],
+                secret_files: vec![],
                 replicas: 1,
                 placement: Placement::default(),
                 resources: Resources::default(),
@@ -2660,7 +2935,7 @@ update:
             (
                 "bogus: 1",
                 &[
-                    "spec.bogus: unknown field, expected one of name, image, command, env, ports, volumes, replicas, placement, resources, health_check, restart, update",
+                    "spec.bogus: unknown field, expected one of name, image, command, env, ports, volumes, secrets, replicas, placement, resources, health_check, restart, update",
                 ],
             ),
             (
@@ -2731,9 +3006,9 @@ update:
             (
                 "a: 1\nresources:\n  b: 2\nc: 3",
                 &[
-                    "spec.a: unknown field, expected one of name, image, command, env, ports, volumes, replicas, placement, resources, health_check, restart, update",
+                    "spec.a: unknown field, expected one of name, image, command, env, ports, volumes, secrets, replicas, placement, resources, health_check, restart, update",
                     "spec.resources.b: unknown field, expected one of cpu, memory, memory_swap, pids",
-                    "spec.c: unknown field, expected one of name, image, command, env, ports, volumes, replicas, placement, resources, health_check, restart, update",
+                    "spec.c: unknown field, expected one of name, image, command, env, ports, volumes, secrets, replicas, placement, resources, health_check, restart, update",
                 ],
             ),
             // Type errors: each reported, the rest still checked.
@@ -2991,7 +3266,7 @@ update:
             ),
             (
                 "env:\n  A: [1]",
-                &["spec.env.A: expected a string, found a list"],
+                &["spec.env.A: expected a string, or {secret: NAME} for a secret, found a list"],
             ),
             (
                 "env: [A=1, B, A=2]",
@@ -3012,6 +3287,207 @@ update:
                 &["spec.env: expected a map (KEY: value) or a list of KEY=value, found 5"],
             ),
         ]);
+    }
+
+    #[test]
+    fn secrets_as_env_and_as_files() {
+        use crate::deploy::model::SecretVersion::{Latest, Pinned};
+        let secret = |name: &str, version| SecretRef {
+            name: name.into(),
+            version,
+        };
+        let spec = ok(r#"
+env:
+  LOG_LEVEL: info
+  DB_PASSWORD: { secret: crm/db-password }
+  API_KEY: { secret: crm/api-key@3 }
+secrets:
+  - name: crm/db-password
+  - name: crm/tls/key@2
+    file: tls.key
+    mode: "0440"
+    uid: 1000
+    gid: 1001
+  - crm/ca
+"#);
+        assert_eq!(
+            spec.env,
+            BTreeMap::from([("LOG_LEVEL".into(), "info".into())])
+        );
+        assert_eq!(
+            spec.secret_env,
+            BTreeMap::from([
+                ("API_KEY".into(), secret("crm/api-key", Pinned(3))),
+                ("DB_PASSWORD".into(), secret("crm/db-password", Latest)),
+            ])
+        );
+        assert_eq!(
+            spec.secret_files,
+            [
+                SecretFile {
+                    secret: secret("crm/db-password", Latest),
+                    file: "db-password".into(),
+                    mode: 0o400,
+                    uid: 0,
+                    gid: 0,
+                },
+                SecretFile {
+                    secret: secret("crm/tls/key", Pinned(2)),
+                    file: "tls.key".into(),
+                    mode: 0o440,
+                    uid: 1000,
+                    gid: 1001,
+                },
+                SecretFile {
+                    secret: secret("crm/ca", Latest),
+                    file: "ca".into(),
+                    mode: 0o400,
+                    uid: 0,
+                    gid: 0,
+                },
+            ]
+        );
+        // Each secret once, however often it is used.
+        let refs: Vec<String> = spec.secret_refs().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            refs,
+            [
+                "crm/api-key@3",
+                "crm/ca",
+                "crm/db-password",
+                "crm/tls/key@2"
+            ]
+        );
+        let toml = parse(
+            r#"
+name = "web"
+image = "nginx"
+secrets = ["crm/ca", { name = "crm/tls/key@2", file = "tls.key", mode = "0440", uid = 1000, gid = 1001 }]
+[env]
+DB_PASSWORD = { secret = "crm/db-password" }
+"#,
+            Format::Toml,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(toml.secret_files[0].file, "ca");
+        assert_eq!(toml.secret_files[1], spec.secret_files[1]);
+        assert_eq!(
+            toml.secret_env["DB_PASSWORD"],
+            spec.secret_env["DB_PASSWORD"]
+        );
+
+        check_errors(&[
+            (
+                "env:\n  K: {secret: Crm/Key}",
+                &[
+                    r#"spec.env.K.secret: secret name "Crm/Key" is not valid: it holds a character other than a-z, 0-9, '-', '_', '.' and '/'; use 1–128 lowercase letters, digits, '-', '_', '.' and '/' (as in crm/db-password)"#,
+                ],
+            ),
+            (
+                "env:\n  K: {secret: crm/key@0}",
+                &[
+                    r#"spec.env.K.secret: "crm/key@0" does not pin a version, write a version number from 1 after '@', e.g. crm/key@3, or leave '@' out to follow the latest version"#,
+                ],
+            ),
+            (
+                "env:\n  K: {secrt: crm/key}",
+                &[
+                    "spec.env.K.secret: required, write e.g. {secret: crm/db-password}",
+                    "spec.env.K.secrt: unknown field, did you mean secret?",
+                ],
+            ),
+            (
+                "env:\n  K: {}",
+                &["spec.env.K.secret: required, write e.g. {secret: crm/db-password}"],
+            ),
+            (
+                "env:\n  K: {secret: [a]}",
+                &["spec.env.K.secret: expected a string, found a list"],
+            ),
+            (
+                "secrets:\n  - name: crm/a\n    file: a/b",
+                &[
+                    r#"spec.secrets[0].file: "a/b" is not a file name, write a plain name without '/', e.g. db-password (it appears as /run/secrets/db-password)"#,
+                ],
+            ),
+            (
+                "secrets:\n  - name: crm/a\n    file: '..'",
+                &[
+                    r#"spec.secrets[0].file: ".." is not a file name, write a plain name without '/', e.g. db-password (it appears as /run/secrets/db-password)"#,
+                ],
+            ),
+            (
+                "secrets:\n  - crm/x/db\n  - name: crm/y/db\n  - name: crm/z\n    file: db",
+                &[
+                    "spec.secrets[1]: file db is already used by spec.secrets[0], give this one another file: name",
+                    "spec.secrets[2]: file db is already used by spec.secrets[0], give this one another file: name",
+                ],
+            ),
+            (
+                "secrets:\n  - name: crm/a\n    mode: '0800'",
+                &[
+                    r#"spec.secrets[0].mode: "0800" is not a file mode, write 3 or 4 octal digits up to 0777 in quotes, e.g. "0400""#,
+                ],
+            ),
+            (
+                "secrets:\n  - name: crm/a\n    mode: 400",
+                &[
+                    r#"spec.secrets[0].mode: 400 is a number, but modes are octal: write it as a string in quotes, e.g. mode: "0400""#,
+                ],
+            ),
+            (
+                "secrets:\n  - name: crm/a\n    mode: [4]",
+                &[
+                    r#"spec.secrets[0].mode: expected an octal mode in quotes, e.g. "0400", found a list"#,
+                ],
+            ),
+            (
+                "secrets:\n  - name: crm/a\n    uid: -1\n    gid: 4294967296",
+                &[
+                    "spec.secrets[0].uid: -1 is out of range, write a numeric id from 0, e.g. 1000",
+                    "spec.secrets[0].gid: 4294967296 is out of range, write a numeric id from 0, e.g. 1000",
+                ],
+            ),
+            (
+                "secrets:\n  - file: db",
+                &["spec.secrets[0].name: required, write e.g. name: crm/db-password"],
+            ),
+            (
+                "secrets:\n  - name: crm/a\n    mod: '0400'",
+                &["spec.secrets[0].mod: unknown field, did you mean mode?"],
+            ),
+            (
+                "secrets:\n  - name: crm/a@x",
+                &[
+                    r#"spec.secrets[0].name: "crm/a@x" does not pin a version, write a version number from 1 after '@', e.g. crm/a@3, or leave '@' out to follow the latest version"#,
+                ],
+            ),
+            (
+                "secrets:\n  - /etc/passwd",
+                &[
+                    r#"spec.secrets[0]: secret name "/etc/passwd" is not valid: it starts or ends with '/'; use 1–128 lowercase letters, digits, '-', '_', '.' and '/' (as in crm/db-password)"#,
+                ],
+            ),
+            (
+                "secrets:\n  - 5",
+                &[
+                    "spec.secrets[0]: expected a map like {name: crm/db-password, file: db-password} or a secret name, found 5",
+                ],
+            ),
+            (
+                "secrets: crm/a",
+                &[r#"spec.secrets: expected a list, found "crm/a""#],
+            ),
+            (
+                "secrets: [crm/a]\nvolumes: [\"data:/run/secrets\", \"/srv:/run/secrets/x\", \"logs:/run/secretsx\"]",
+                &[
+                    "spec.volumes[0]: target /run/secrets is inside /run/secrets, where the secrets: files are mounted; choose another target",
+                    "spec.volumes[1]: target /run/secrets/x is inside /run/secrets, where the secrets: files are mounted; choose another target",
+                ],
+            ),
+        ]);
+        // Without secret files, /run/secrets is an ordinary target.
+        assert_eq!(ok("volumes: [\"data:/run/secrets\"]").volumes.len(), 1);
     }
 
     fn tcp(container: u16, host: Option<u16>) -> PortMapping {

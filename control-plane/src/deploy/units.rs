@@ -26,7 +26,7 @@ use std::net::IpAddr;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use super::model::{PortMapping, Protocol, VolumeMount, VolumeSource};
+use super::model::{PortMapping, Protocol, SecretRef, SecretVersion, VolumeMount, VolumeSource};
 
 /// Unit suffixes (lower-cased) and their factors. See the module docs.
 const SIZE_UNITS: &[(&str, u64)] = &[
@@ -550,10 +550,221 @@ pub fn is_label_part(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
 }
 
+/// The secret store's rule for names (`crypto::vault::validate_name`):
+/// 1–128 lowercase letters, digits, `-`, `_`, `.` and `/`, with no leading
+/// or trailing `/`, no empty or `.` segment and no `..`.
+pub fn is_secret_name(name: &str) -> bool {
+    crate::crypto::vault::validate_name(name).is_ok()
+}
+
+/// Why a secret reference was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretRefError {
+    /// The secret store's own explanation.
+    #[error("{0}")]
+    Name(String),
+    #[error(
+        "{text:?} does not pin a version, write a version number from 1 after '@', \
+         e.g. {name}@3, or leave '@' out to follow the latest version"
+    )]
+    Version { text: String, name: String },
+}
+
+/// Parses a secret reference: `crm/db-password` follows the latest version,
+/// `crm/api-key@3` pins version 3.
+pub fn parse_secret_ref(text: &str) -> Result<SecretRef, SecretRefError> {
+    let (name, version) = match text.rsplit_once('@') {
+        None => (text, SecretVersion::Latest),
+        Some((name, pin)) => {
+            let pinned = pin
+                .parse::<u32>()
+                .ok()
+                .filter(|v| *v >= 1 && pin.bytes().all(|b| b.is_ascii_digit()));
+            match pinned {
+                Some(version) => (name, SecretVersion::Pinned(version)),
+                None => {
+                    return Err(SecretRefError::Version {
+                        text: text.to_owned(),
+                        name: name.to_owned(),
+                    });
+                }
+            }
+        }
+    };
+    if let Err(error) = crate::crypto::vault::validate_name(name) {
+        return Err(SecretRefError::Name(error.to_string()));
+    }
+    Ok(SecretRef {
+        name: name.to_owned(),
+        version,
+    })
+}
+
+/// The file a secret is mounted as when the spec does not say: the last
+/// segment of its name (`crm/db-password` → `db-password`).
+pub fn default_secret_file(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+/// Whether `file` can be a file directly under `/run/secrets`: a plain
+/// name of 1–255 bytes, not `.` or `..`, with no `/` or NUL.
+pub fn is_secret_file_name(file: &str) -> bool {
+    (1..=255).contains(&file.len()) && file != "." && file != ".." && !file.contains(['/', '\0'])
+}
+
+/// Why a file mode was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a file mode, write 3 or 4 octal digits up to 0777 in quotes, e.g. \"0400\"")]
+pub struct ModeError(pub String);
+
+/// Parses a file mode written in octal: `"0400"`, `"400"`, `"0o440"`. Only
+/// permission bits (up to `0777`): no setuid, setgid or sticky bit.
+pub fn parse_file_mode(text: &str) -> Result<u32, ModeError> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    let ok = (3..=4).contains(&digits.len()) && digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if ok && mode <= 0o777 => Ok(mode),
+        _ => Err(ModeError(text.to_owned())),
+    }
+}
+
+/// `0400`, the way modes are written.
+pub fn format_file_mode(mode: u32) -> String {
+    format!("{mode:04o}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn secret_names_follow_the_secret_store() {
+        for good in [
+            "db",
+            "crm/db-password",
+            "a/b/c",
+            "x.y_z-1",
+            "v1.2",
+            &"a".repeat(128),
+        ] {
+            assert!(is_secret_name(good), "{good:?} should be a name");
+        }
+        for bad in [
+            "",
+            "/crm",
+            "crm/",
+            "crm//db",
+            "crm/../db",
+            "a..b",
+            "CRM/db",
+            "crm db",
+            "crm@db",
+            "crm:db",
+            "crm/./db",
+            ".",
+            &"a".repeat(129),
+        ] {
+            assert!(!is_secret_name(bad), "{bad:?} should not be a name");
+        }
+    }
+
+    #[test]
+    fn secret_references_follow_or_pin() {
+        let latest = |name: &str| SecretRef {
+            name: name.into(),
+            version: SecretVersion::Latest,
+        };
+        let pinned = |name: &str, v| SecretRef {
+            name: name.into(),
+            version: SecretVersion::Pinned(v),
+        };
+        table(
+            &[
+                ("crm/db-password", Ok(latest("crm/db-password"))),
+                ("crm/api-key@3", Ok(pinned("crm/api-key", 3))),
+                ("k@4294967295", Ok(pinned("k", u32::MAX))),
+                (
+                    "crm/api-key@0",
+                    Err(SecretRefError::Version {
+                        text: "crm/api-key@0".into(),
+                        name: "crm/api-key".into(),
+                    }),
+                ),
+                (
+                    "k@+3",
+                    Err(SecretRefError::Version {
+                        text: "k@+3".into(),
+                        name: "k".into(),
+                    }),
+                ),
+                (
+                    "k@latest",
+                    Err(SecretRefError::Version {
+                        text: "k@latest".into(),
+                        name: "k".into(),
+                    }),
+                ),
+                (
+                    "k@",
+                    Err(SecretRefError::Version {
+                        text: "k@".into(),
+                        name: "k".into(),
+                    }),
+                ),
+                (
+                    "Crm/Key@2",
+                    Err(SecretRefError::Name(
+                        "secret name \"Crm/Key\" is not valid: it holds a character other than \
+                         a-z, 0-9, '-', '_', '.' and '/'; use 1–128 lowercase letters, digits, \
+                         '-', '_', '.' and '/' (as in crm/db-password)"
+                            .into(),
+                    )),
+                ),
+                (
+                    "@2",
+                    Err(SecretRefError::Name(
+                        "secret name \"\" is not valid: it is empty; use 1–128 lowercase \
+                         letters, digits, '-', '_', '.' and '/' (as in crm/db-password)"
+                            .into(),
+                    )),
+                ),
+            ],
+            |text| parse_secret_ref(text),
+        );
+        assert_eq!(pinned("crm/api-key", 3).to_string(), "crm/api-key@3");
+        assert_eq!(latest("crm/db-password").to_string(), "crm/db-password");
+    }
+
+    #[test]
+    fn secret_files_and_modes() {
+        assert_eq!(default_secret_file("crm/db-password"), "db-password");
+        assert_eq!(default_secret_file("token"), "token");
+        for good in ["db-password", "a.txt", ".env", "x y"] {
+            assert!(is_secret_file_name(good), "{good:?}");
+        }
+        for bad in ["", ".", "..", "a/b", "/a", "a\0b", &"f".repeat(256)] {
+            assert!(!is_secret_file_name(bad), "{bad:?}");
+        }
+        table(
+            &[
+                ("0400", Ok(0o400)),
+                ("400", Ok(0o400)),
+                ("0o440", Ok(0o440)),
+                ("0777", Ok(0o777)),
+                ("0000", Ok(0)),
+                ("4755", Err(ModeError("4755".into()))),
+                ("0800", Err(ModeError("0800".into()))),
+                ("40", Err(ModeError("40".into()))),
+                ("00400", Err(ModeError("00400".into()))),
+                ("r--", Err(ModeError("r--".into()))),
+                ("", Err(ModeError(String::new()))),
+            ],
+            |text| parse_file_mode(text),
+        );
+        assert_eq!(format_file_mode(0o400), "0400");
+        assert_eq!(format_file_mode(0o40), "0040");
+    }
 
     const KI: u64 = 1 << 10;
     const MI: u64 = 1 << 20;

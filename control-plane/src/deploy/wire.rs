@@ -1,16 +1,31 @@
 //! Converts a validated service spec into the container spec agents run
 //! (`argosy.v1.ContainerSpec`), so the agent needs no knowledge of specs,
-//! strategies or placement.
+//! strategies or placement. Secrets travel as names and resolved versions
+//! only; the agent asks for the values over its session.
 
-use super::model::{HealthProbe, Protocol, RestartPolicy, ServiceSpec, VolumeSource};
+use super::model::{HealthProbe, Protocol, RestartPolicy, SecretRef, ServiceSpec, VolumeSource};
+use super::secret_refs::ResolvedVersions;
 use argosy_proto::v1::{self as pb, health_check_spec, restart_spec};
 
 fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// What an agent needs to run one replica of `spec`.
-pub fn container_spec(spec: &ServiceSpec) -> pb::ContainerSpec {
+/// The wire reference of a secret in a revision resolved to `resolved`.
+/// Version 0 (a followed name the revision never resolved) is never
+/// granted, so such an allocation fails with the denial's reason.
+fn secret_ref(secret: &SecretRef, resolved: &ResolvedVersions) -> pb::SecretRef {
+    pb::SecretRef {
+        name: secret.name.clone(),
+        version: resolved
+            .version_of(&secret.name, secret.version)
+            .unwrap_or(0),
+    }
+}
+
+/// What an agent needs to run one replica of `spec`, whose revision
+/// resolved its followed secrets to `resolved`.
+pub fn container_spec(spec: &ServiceSpec, resolved: &ResolvedVersions) -> pb::ContainerSpec {
     let r = &spec.resources;
     pb::ContainerSpec {
         image: spec.image.clone(),
@@ -87,6 +102,25 @@ pub fn container_spec(spec: &ServiceSpec) -> pb::ContainerSpec {
                 max_retries: 0,
             },
         }),
+        secret_env: spec
+            .secret_env
+            .iter()
+            .map(|(variable, secret)| pb::SecretEnv {
+                variable: variable.clone(),
+                secret: Some(secret_ref(secret, resolved)),
+            })
+            .collect(),
+        secret_files: spec
+            .secret_files
+            .iter()
+            .map(|file| pb::SecretFile {
+                secret: Some(secret_ref(&file.secret, resolved)),
+                file: file.file.clone(),
+                mode: file.mode,
+                uid: file.uid,
+                gid: file.gid,
+            })
+            .collect(),
     }
 }
 
@@ -97,12 +131,43 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
+    fn secret(name: &str, version: SecretVersion) -> SecretRef {
+        SecretRef {
+            name: name.into(),
+            version,
+        }
+    }
+
+    fn resolved() -> ResolvedVersions {
+        ResolvedVersions(BTreeMap::from([
+            ("crm/db-password".into(), 4),
+            ("crm/tls/key".into(), 2),
+        ]))
+    }
+
     fn spec() -> ServiceSpec {
         ServiceSpec {
             name: "web".into(),
             image: "registry.local/web:v1".into(),
             command: vec!["httpd".into(), "-f".into()],
             env: BTreeMap::from([("MODE".into(), "prod".into())]),
+            secret_env: BTreeMap::from([
+                (
+                    "DB_PASSWORD".into(),
+                    secret("crm/db-password", SecretVersion::Latest),
+                ),
+                (
+                    "API_KEY".into(),
+                    secret("crm/api-key", SecretVersion::Pinned(3)),
+                ),
+            ]),
+            secret_files: vec![SecretFile {
+                secret: secret("crm/tls/key", SecretVersion::Latest),
+                file: "tls.key".into(),
+                mode: 0o440,
+                uid: 1000,
+                gid: 1001,
+            }],
             ports: vec![
                 PortMapping {
                     container_port: 8080,
@@ -157,7 +222,7 @@ mod tests {
 
     #[test]
     fn carries_everything_the_agent_runs() {
-        let c = container_spec(&spec());
+        let c = container_spec(&spec(), &resolved());
         assert_eq!(c.image, "registry.local/web:v1");
         assert_eq!(c.command, ["httpd", "-f"]);
         assert_eq!(c.env.get("MODE").map(String::as_str), Some("prod"));
@@ -215,13 +280,54 @@ mod tests {
     }
 
     #[test]
+    fn secrets_travel_as_names_and_resolved_versions() {
+        let c = container_spec(&spec(), &resolved());
+        let reference = |name: &str, version| {
+            Some(pb::SecretRef {
+                name: name.into(),
+                version,
+            })
+        };
+        assert_eq!(
+            c.secret_env,
+            [
+                pb::SecretEnv {
+                    variable: "API_KEY".into(),
+                    secret: reference("crm/api-key", 3),
+                },
+                pb::SecretEnv {
+                    variable: "DB_PASSWORD".into(),
+                    secret: reference("crm/db-password", 4),
+                },
+            ]
+        );
+        assert_eq!(
+            c.secret_files,
+            [pb::SecretFile {
+                secret: reference("crm/tls/key", 2),
+                file: "tls.key".into(),
+                mode: 0o440,
+                uid: 1000,
+                gid: 1001,
+            }]
+        );
+        // Secret variables are not plain variables.
+        assert_eq!(c.env.len(), 1);
+        // A followed name the revision never resolved goes out as version 0,
+        // which is never granted.
+        let c = container_spec(&spec(), &ResolvedVersions::default());
+        assert_eq!(c.secret_env[1].secret, reference("crm/db-password", 0));
+        assert_eq!(c.secret_env[0].secret, reference("crm/api-key", 3));
+    }
+
+    #[test]
     fn restart_policies_and_probes() {
         let mut s = spec();
         s.restart = RestartPolicy::Always;
         s.health_check.as_mut().unwrap().probe = HealthProbe::Exec {
             command: vec!["true".into()],
         };
-        let c = container_spec(&s);
+        let c = container_spec(&s, &resolved());
         assert_eq!(
             c.restart.unwrap().policy,
             restart_spec::Policy::Always as i32
@@ -232,7 +338,7 @@ mod tests {
         ));
         s.restart = RestartPolicy::Never;
         s.health_check = None;
-        let c = container_spec(&s);
+        let c = container_spec(&s, &resolved());
         assert_eq!(
             c.restart.unwrap().policy,
             restart_spec::Policy::Never as i32

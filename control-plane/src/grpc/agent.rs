@@ -212,6 +212,7 @@ impl agent_service_server::AgentService for AgentApi {
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         let peer = self.peer(&request).await?;
+        let source = crate::grpc::source_of(&request);
         let inbound = request.into_inner();
         let (outbound, rx) = mpsc::channel(64);
         let cp = self.cp.clone();
@@ -222,7 +223,7 @@ impl agent_service_server::AgentService for AgentApi {
         };
         Telemetry::inc(&cp.telemetry.sessions_opened);
         let span = tracing::info_span!("session", host_id = peer.host_id, session = session.id);
-        tokio::spawn(run_session(cp, peer.host_id, session, inbound).instrument(span));
+        tokio::spawn(run_session(cp, peer.host_id, source, session, inbound).instrument(span));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -235,6 +236,7 @@ fn control(body: control_message::Body) -> Result<ControlMessage, Status> {
 async fn run_session(
     cp: Arc<ControlPlane>,
     host_id: String,
+    source: String,
     session: SessionHandle,
     mut inbound: Streaming<AgentMessage>,
 ) {
@@ -364,6 +366,27 @@ async fn run_session(
                 if session.outbound.send(control(ack)).await.is_err() {
                     break;
                 }
+            }
+            Some(agent_message::Body::SecretRequest(request)) if registered => {
+                let response =
+                    crate::grpc::secret_delivery::answer(&cp, &host_id, &source, request).await;
+                let body = control_message::Body::SecretResponse(response);
+                if session.outbound.send(control(body)).await.is_err() {
+                    break;
+                }
+                let ack = control_message::Body::Ack(pb::Ack { seq: message.seq });
+                if session.outbound.send(control(ack)).await.is_err() {
+                    break;
+                }
+            }
+            Some(agent_message::Body::SecretRequest(_)) => {
+                let _ = session
+                    .outbound
+                    .send(Err(Status::failed_precondition(
+                        "send Hello before asking for secrets",
+                    )))
+                    .await;
+                break;
             }
             Some(agent_message::Body::Allocations(report)) => {
                 cp.fleet.heard_from(&host_id, now);

@@ -2,10 +2,10 @@
 //! watch a deployment, steer it (rollback, promote, pause, resume, cancel),
 //! and scale or stop a service.
 
-use crate::auth::Action;
+use crate::auth::{Action, Principal, Target};
 use crate::deploy::controller::{DeployError, ReportedStatus, ServiceChange};
 use crate::deploy::rollout::Event;
-use crate::grpc::{principal, store_status};
+use crate::grpc::{Caller, caller, store_status};
 use crate::state::ControlPlane;
 use crate::store::{AllocationRow, DeploymentRow, ServiceRow};
 use argosy_proto::v1::{self as pb, deploy_service_server};
@@ -29,13 +29,44 @@ fn deploy_status(error: DeployError) -> Status {
         | DeployError::Rejected(_)
         | DeployError::NothingToRollBackTo { .. }
         | DeployError::ExactRegions { .. }
-        | DeployError::NotDeployed(_) => Status::failed_precondition(error.to_string()),
-        DeployError::StoredSpec { .. } | DeployError::StoredState(..) => {
-            Status::internal(error.to_string())
-        }
+        | DeployError::NotDeployed(_)
+        | DeployError::MissingSecrets(_) => Status::failed_precondition(error.to_string()),
+        DeployError::SecretStore(_) => Status::unavailable(error.to_string()),
+        DeployError::StoredSpec { .. }
+        | DeployError::StoredState(..)
+        | DeployError::StoredSecretVersions { .. } => Status::internal(error.to_string()),
         DeployError::Invalid(_) | DeployError::Format(_) | DeployError::Replicas(_) => {
             Status::invalid_argument(error.to_string())
         }
+    }
+}
+
+/// The regions a spec places its service in (empty: anywhere); empty for
+/// a spec that does not parse (validation reports it).
+fn spec_regions(text: &str, format: &str) -> Vec<String> {
+    let format = match format {
+        "toml" => crate::deploy::spec::Format::Toml,
+        _ => crate::deploy::spec::Format::Yaml,
+    };
+    crate::deploy::spec::parse(text, format)
+        .map(|spec| {
+            spec.placement
+                .regions
+                .iter()
+                .map(|r| r.region.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The audit log's name for a deployment command.
+fn command_event(event: &Event) -> &'static str {
+    match event {
+        Event::Promote => "deployment.promote",
+        Event::Pause => "deployment.pause",
+        Event::Resume => "deployment.resume",
+        Event::Cancel => "deployment.cancel",
+        _ => "deployment.command",
     }
 }
 
@@ -207,15 +238,134 @@ impl DeployApi {
         request: Request<pb::DeploymentCommand>,
         event: Event,
     ) -> Result<Response<pb::Deployment>, Status> {
-        let who = principal(&self.cp, &request, Action::Deploy).await?;
+        let caller = caller(&self.cp, &request).await?;
         let id = &request.get_ref().id;
-        let row = self
+        let service = self
+            .cp
+            .store
+            .deployment(id)
+            .await
+            .map_err(store_status)?
+            .map(|d| d.service)
+            .unwrap_or_default();
+        let call = self
+            .change_service(caller, &service, command_event(&event), id)
+            .await?;
+        let result = match self
             .cp
             .deploy
-            .command(id, event, &who.name)
+            .command(id, event, &call.principal.actor())
+            .await
+        {
+            Ok(row) => self.with_counts(row).await,
+            Err(error) => Err(deploy_status(error)),
+        };
+        call.finish(&self.cp, &result).await;
+        result.map(Response::new)
+    }
+
+    /// Applies an authorized spec and describes the result.
+    async fn apply_spec(
+        &self,
+        r: &pb::ApplyRequest,
+        actor: &str,
+    ) -> Result<pb::ApplyResponse, Status> {
+        let applied = self
+            .cp
+            .deploy
+            .apply(&r.spec, &r.format, actor, false, &self.cp.secrets)
             .await
             .map_err(deploy_status)?;
-        self.with_counts(row).await.map(Response::new)
+        let deployment = match applied.deployment {
+            Some(row) => Some(self.with_counts(row).await?),
+            None => None,
+        };
+        tracing::info!(
+            service = applied.service,
+            revision = applied.revision,
+            by = actor,
+            "spec applied"
+        );
+        Ok(pb::ApplyResponse {
+            service: applied.service,
+            revision: revision(Some(applied.revision)),
+            created: applied.created,
+            deployment,
+        })
+    }
+
+    /// The regions a stored service may be placed in (empty: anywhere),
+    /// from its current revision; empty for an unknown service.
+    async fn service_regions(&self, service: &str) -> Result<Vec<String>, Status> {
+        let Some(row) = self.cp.store.service(service).await.map_err(store_status)? else {
+            return Ok(Vec::new());
+        };
+        let Some(number) = row.current_revision else {
+            return Ok(Vec::new());
+        };
+        let Some(revision) = self
+            .cp
+            .store
+            .revision(service, number)
+            .await
+            .map_err(store_status)?
+        else {
+            return Ok(Vec::new());
+        };
+        Ok(spec_regions(&revision.spec_text, &revision.spec_format))
+    }
+
+    /// Authorizes and audits a change to a stored service.
+    async fn change_service(
+        &self,
+        caller: Caller,
+        service: &str,
+        event: &str,
+        subject: &str,
+    ) -> Result<crate::grpc::AuditedCall, Status> {
+        let regions = self.service_regions(service).await?;
+        caller
+            .change(
+                &self.cp,
+                Action::Deploy,
+                Target::Service {
+                    name: service,
+                    regions: &regions,
+                },
+                event,
+                subject,
+            )
+            .await
+    }
+
+    /// Authorizes a read of one service.
+    async fn read_service(&self, caller: &Caller, service: &str) -> Result<(), Status> {
+        let regions = self.service_regions(service).await?;
+        caller.read(
+            Action::ReadDeployments,
+            Target::Service {
+                name: service,
+                regions: &regions,
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Whether a scoped principal may see this service (listings).
+    async fn visible(&self, who: &Principal, service: &str) -> Result<bool, Status> {
+        if who.scope.is_unrestricted() {
+            return Ok(true);
+        }
+        let regions = self.service_regions(service).await?;
+        Ok(crate::auth::authorize(
+            who,
+            Action::ReadDeployments,
+            Target::Service {
+                name: service,
+                regions: &regions,
+            },
+        )
+        .is_ok())
     }
 }
 
@@ -251,42 +401,76 @@ impl deploy_service_server::DeployService for DeployApi {
         &self,
         request: Request<pb::ApplyRequest>,
     ) -> Result<Response<pb::ApplyResponse>, Status> {
-        let who = principal(&self.cp, &request, Action::Deploy).await?;
+        let caller = caller(&self.cp, &request).await?;
         let r = request.into_inner();
-        let applied = self
-            .cp
-            .deploy
-            .apply(&r.spec, &r.format, &who.name, r.dry_run)
-            .await
-            .map_err(deploy_status)?;
-        let deployment = match applied.deployment {
-            Some(row) => Some(self.with_counts(row).await?),
-            None => None,
+        // The target is what the spec asks for; a spec that does not parse
+        // is checked against the role alone, then reported as invalid.
+        let format = match r.format.as_str() {
+            "yaml" | "yml" => crate::deploy::spec::Format::Yaml,
+            "toml" => crate::deploy::spec::Format::Toml,
+            other => {
+                caller.read_role(Action::Deploy)?;
+                return Err(deploy_status(DeployError::Format(other.to_owned())));
+            }
         };
-        tracing::info!(
-            service = applied.service,
-            revision = applied.revision,
-            by = who.name,
-            dry_run = r.dry_run,
-            "spec applied"
-        );
-        Ok(Response::new(pb::ApplyResponse {
-            service: applied.service,
-            revision: revision(Some(applied.revision)),
-            created: applied.created,
-            deployment,
-        }))
+        let spec = match crate::deploy::spec::parse(&r.spec, format) {
+            Ok(spec) => spec,
+            Err(errors) => {
+                caller.read_role(Action::Deploy)?;
+                return Err(deploy_status(errors.into()));
+            }
+        };
+        let regions: Vec<String> = spec
+            .placement
+            .regions
+            .iter()
+            .map(|p| p.region.clone())
+            .collect();
+        let target = Target::Service {
+            name: &spec.name,
+            regions: &regions,
+        };
+        if r.dry_run {
+            let who = caller.read(Action::Deploy, target)?;
+            let applied = self
+                .cp
+                .deploy
+                .apply(&r.spec, &r.format, &who.actor(), true, &self.cp.secrets)
+                .await
+                .map_err(deploy_status)?;
+            return Ok(Response::new(pb::ApplyResponse {
+                service: applied.service,
+                revision: 0,
+                created: false,
+                deployment: None,
+            }));
+        }
+        let call = caller
+            .change(
+                &self.cp,
+                Action::Deploy,
+                target,
+                "service.apply",
+                &spec.name,
+            )
+            .await?;
+        let result = self.apply_spec(&r, &call.principal.actor()).await;
+        call.finish(&self.cp, &result).await;
+        result.map(Response::new)
     }
 
     async fn list_services(
         &self,
         request: Request<pb::ListServicesRequest>,
     ) -> Result<Response<pb::ListServicesResponse>, Status> {
-        principal(&self.cp, &request, Action::ReadDeployments).await?;
+        let caller = caller(&self.cp, &request).await?;
+        let who = caller.read(Action::ReadDeployments, Target::Global)?;
         let rows = self.cp.store.list_services().await.map_err(store_status)?;
         let mut services = Vec::with_capacity(rows.len());
         for row in rows {
-            services.push(self.service_wire(row, false).await?);
+            if self.visible(who, &row.name).await? {
+                services.push(self.service_wire(row, false).await?);
+            }
         }
         Ok(Response::new(pb::ListServicesResponse { services }))
     }
@@ -295,8 +479,9 @@ impl deploy_service_server::DeployService for DeployApi {
         &self,
         request: Request<pb::GetServiceRequest>,
     ) -> Result<Response<pb::Service>, Status> {
-        principal(&self.cp, &request, Action::ReadDeployments).await?;
+        let caller = caller(&self.cp, &request).await?;
         let name = &request.get_ref().name;
+        self.read_service(&caller, name).await?;
         let row = self
             .cp
             .store
@@ -315,7 +500,9 @@ impl deploy_service_server::DeployService for DeployApi {
         &self,
         request: Request<pb::ListRevisionsRequest>,
     ) -> Result<Response<pb::ListRevisionsResponse>, Status> {
-        principal(&self.cp, &request, Action::ReadDeployments).await?;
+        let caller = caller(&self.cp, &request).await?;
+        self.read_service(&caller, &request.get_ref().service)
+            .await?;
         let rows = self
             .cp
             .store
@@ -331,6 +518,13 @@ impl deploy_service_server::DeployService for DeployApi {
                     id: r.id,
                     created_at_ms: r.created_at_ms,
                     created_by: r.created_by,
+                    secret_versions: crate::deploy::secret_refs::ResolvedVersions::from_json(
+                        &r.secret_versions_json,
+                    )
+                    .unwrap_or_default()
+                    .0
+                    .into_iter()
+                    .collect(),
                     spec: r.spec_text,
                     format: r.spec_format,
                 })
@@ -342,10 +536,10 @@ impl deploy_service_server::DeployService for DeployApi {
         &self,
         request: Request<pb::GetDeploymentRequest>,
     ) -> Result<Response<pb::Deployment>, Status> {
-        principal(&self.cp, &request, Action::ReadDeployments).await?;
-        self.deployment(&request.get_ref().id)
-            .await
-            .map(Response::new)
+        let caller = caller(&self.cp, &request).await?;
+        let deployment = self.deployment(&request.get_ref().id).await?;
+        self.read_service(&caller, &deployment.service).await?;
+        Ok(Response::new(deployment))
     }
 
     type WatchDeploymentStream = WatchStream;
@@ -354,9 +548,10 @@ impl deploy_service_server::DeployService for DeployApi {
         &self,
         request: Request<pb::GetDeploymentRequest>,
     ) -> Result<Response<WatchStream>, Status> {
-        principal(&self.cp, &request, Action::ReadDeployments).await?;
+        let caller = caller(&self.cp, &request).await?;
         let id = request.into_inner().id;
         let first = self.deployment(&id).await?;
+        self.read_service(&caller, &first.service).await?;
         let mut changes = self.cp.deploy.subscribe();
         let cp = self.cp.clone();
         let stream = async_stream::try_stream! {
@@ -394,23 +589,28 @@ impl deploy_service_server::DeployService for DeployApi {
         &self,
         request: Request<pb::RollbackRequest>,
     ) -> Result<Response<pb::Deployment>, Status> {
-        let who = principal(&self.cp, &request, Action::Deploy).await?;
+        let caller = caller(&self.cp, &request).await?;
         let r = request.into_inner();
+        let call = self
+            .change_service(caller, &r.service, "service.rollback", &r.service)
+            .await?;
         let to = (r.to_revision > 0).then(|| i64::try_from(r.to_revision).unwrap_or(i64::MAX));
-        let row = self
-            .cp
-            .deploy
-            .rollback(&r.service, to, &who.name)
-            .await
-            .map_err(deploy_status)?;
-        tracing::info!(
-            service = r.service,
-            deployment = row.id,
-            phase = row.phase,
-            by = who.name,
-            "rollback"
-        );
-        self.with_counts(row).await.map(Response::new)
+        let actor = call.principal.actor();
+        let result = match self.cp.deploy.rollback(&r.service, to, &actor).await {
+            Ok(row) => {
+                tracing::info!(
+                    service = r.service,
+                    deployment = row.id,
+                    phase = row.phase,
+                    by = actor,
+                    "rollback"
+                );
+                self.with_counts(row).await
+            }
+            Err(error) => Err(deploy_status(error)),
+        };
+        call.finish(&self.cp, &result).await;
+        result.map(Response::new)
     }
 
     async fn promote(
@@ -445,7 +645,8 @@ impl deploy_service_server::DeployService for DeployApi {
         &self,
         request: Request<pb::ListDeploymentsRequest>,
     ) -> Result<Response<pb::ListDeploymentsResponse>, Status> {
-        principal(&self.cp, &request, Action::ReadDeployments).await?;
+        let caller = caller(&self.cp, &request).await?;
+        let who = caller.read(Action::ReadDeployments, Target::Global)?;
         let r = request.into_inner();
         let limit = if r.limit == 0 {
             DEFAULT_DEPLOYMENT_LIMIT
@@ -463,6 +664,9 @@ impl deploy_service_server::DeployService for DeployApi {
         let mut allocations: HashMap<String, Vec<AllocationRow>> = HashMap::new();
         let mut deployments = Vec::with_capacity(rows.len());
         for row in rows {
+            if !self.visible(who, &row.service).await? {
+                continue;
+            }
             if !allocations.contains_key(&row.service) {
                 let found = self
                     .cp
@@ -485,30 +689,36 @@ impl deploy_service_server::DeployService for DeployApi {
         &self,
         request: Request<pb::ScaleRequest>,
     ) -> Result<Response<pb::ServiceChange>, Status> {
-        let who = principal(&self.cp, &request, Action::Deploy).await?;
+        let caller = caller(&self.cp, &request).await?;
         let r = request.into_inner();
-        let change = self
-            .cp
-            .deploy
-            .scale(&r.service, r.replicas, &who.name)
-            .await
-            .map_err(deploy_status)?;
-        self.service_change(change).await.map(Response::new)
+        let call = self
+            .change_service(caller, &r.service, "service.scale", &r.service)
+            .await?;
+        let actor = call.principal.actor();
+        let result = match self.cp.deploy.scale(&r.service, r.replicas, &actor).await {
+            Ok(change) => self.service_change(change).await,
+            Err(error) => Err(deploy_status(error)),
+        };
+        call.finish(&self.cp, &result).await;
+        result.map(Response::new)
     }
 
     async fn stop_service(
         &self,
         request: Request<pb::StopServiceRequest>,
     ) -> Result<Response<pb::ServiceChange>, Status> {
-        let who = principal(&self.cp, &request, Action::Deploy).await?;
+        let caller = caller(&self.cp, &request).await?;
         let r = request.into_inner();
-        let change = self
-            .cp
-            .deploy
-            .stop(&r.service, &who.name)
-            .await
-            .map_err(deploy_status)?;
-        self.service_change(change).await.map(Response::new)
+        let call = self
+            .change_service(caller, &r.service, "service.stop", &r.service)
+            .await?;
+        let actor = call.principal.actor();
+        let result = match self.cp.deploy.stop(&r.service, &actor).await {
+            Ok(change) => self.service_change(change).await,
+            Err(error) => Err(deploy_status(error)),
+        };
+        call.finish(&self.cp, &result).await;
+        result.map(Response::new)
     }
 
     type LogsStream = LogsStream;
@@ -517,8 +727,16 @@ impl deploy_service_server::DeployService for DeployApi {
         &self,
         request: Request<pb::LogsRequest>,
     ) -> Result<Response<LogsStream>, Status> {
-        principal(&self.cp, &request, Action::ReadLogs).await?;
+        let caller = caller(&self.cp, &request).await?;
         let r = request.into_inner();
+        let regions = self.service_regions(&r.service).await?;
+        caller.read(
+            Action::ReadLogs,
+            Target::Service {
+                name: &r.service,
+                regions: &regions,
+            },
+        )?;
         if self
             .cp
             .store

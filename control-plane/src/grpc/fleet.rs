@@ -1,7 +1,7 @@
 //! `FleetService`: list, read, watch and revoke hosts; query metric history.
 
-use crate::auth::Action;
-use crate::grpc::{principal, store_status};
+use crate::auth::{Action, Target};
+use crate::grpc::{caller, store_status};
 use crate::state::ControlPlane;
 use crate::store::{Metric, MetricQuery};
 use argosy_proto::v1::{
@@ -26,6 +26,19 @@ fn not_found(id: &str) -> Status {
     ))
 }
 
+impl FleetApi {
+    async fn revoke(&self, id: &str) -> Result<Host, Status> {
+        let now = self.cp.now_ms();
+        self.cp
+            .store
+            .revoke_host(id, now)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| not_found(id))?;
+        self.cp.fleet.revoked(id, now).ok_or_else(|| not_found(id))
+    }
+}
+
 type WatchStream = Pin<Box<dyn Stream<Item = Result<HostEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -34,21 +47,20 @@ impl fleet_service_server::FleetService for FleetApi {
         &self,
         request: Request<ListHostsRequest>,
     ) -> Result<Response<ListHostsResponse>, Status> {
-        principal(&self.cp, &request, Action::ReadFleet).await?;
-        let filter = request.into_inner();
-        Ok(Response::new(ListHostsResponse {
-            hosts: self.cp.fleet.list(&filter.region, &filter.labels),
-        }))
+        let caller = caller(&self.cp, &request).await?;
+        let who = caller.read(Action::ReadFleet, Target::Global)?;
+        let filter = request.get_ref();
+        let mut hosts = self.cp.fleet.list(&filter.region, &filter.labels);
+        hosts.retain(|h| who.scope.allows_region(&h.region));
+        Ok(Response::new(ListHostsResponse { hosts }))
     }
 
     async fn get_host(&self, request: Request<GetHostRequest>) -> Result<Response<Host>, Status> {
-        principal(&self.cp, &request, Action::ReadFleet).await?;
+        let caller = caller(&self.cp, &request).await?;
         let id = &request.get_ref().id;
-        self.cp
-            .fleet
-            .get(id)
-            .map(Response::new)
-            .ok_or_else(|| not_found(id))
+        let host = self.cp.fleet.get(id).ok_or_else(|| not_found(id))?;
+        caller.read(Action::ReadFleet, Target::Region(&host.region))?;
+        Ok(Response::new(host))
     }
 
     type WatchHostsStream = WatchStream;
@@ -57,7 +69,11 @@ impl fleet_service_server::FleetService for FleetApi {
         &self,
         request: Request<WatchHostsRequest>,
     ) -> Result<Response<WatchStream>, Status> {
-        principal(&self.cp, &request, Action::ReadFleet).await?;
+        let caller = caller(&self.cp, &request).await?;
+        let scope = caller
+            .read(Action::ReadFleet, Target::Global)?
+            .scope
+            .clone();
         let include_metrics = request.get_ref().include_metrics;
         let mut events = self.cp.fleet.subscribe();
         let stream = async_stream::stream! {
@@ -65,6 +81,9 @@ impl fleet_service_server::FleetService for FleetApi {
                 match events.recv().await {
                     Ok(event) => {
                         if event.kind == pb::host_event::Kind::Metrics as i32 && !include_metrics {
+                            continue;
+                        }
+                        if !event.host.as_ref().is_some_and(|h| scope.allows_region(&h.region)) {
                             continue;
                         }
                         yield Ok(event);
@@ -86,11 +105,14 @@ impl fleet_service_server::FleetService for FleetApi {
         &self,
         request: Request<QueryMetricsRequest>,
     ) -> Result<Response<QueryMetricsResponse>, Status> {
-        principal(&self.cp, &request, Action::ReadMetrics).await?;
+        let caller = caller(&self.cp, &request).await?;
         let q = request.into_inner();
-        if self.cp.fleet.get(&q.host_id).is_none() {
-            return Err(not_found(&q.host_id));
-        }
+        let host = self
+            .cp
+            .fleet
+            .get(&q.host_id)
+            .ok_or_else(|| not_found(&q.host_id))?;
+        caller.read(Action::ReadMetrics, Target::Region(&host.region))?;
         let metric: Metric = q
             .metric
             .parse()
@@ -136,21 +158,23 @@ impl fleet_service_server::FleetService for FleetApi {
         &self,
         request: Request<RevokeHostRequest>,
     ) -> Result<Response<Host>, Status> {
-        let who = principal(&self.cp, &request, Action::RevokeHost).await?;
+        let caller = caller(&self.cp, &request).await?;
         let id = &request.get_ref().id;
-        let now = self.cp.now_ms();
-        self.cp
-            .store
-            .revoke_host(id, now)
-            .await
-            .map_err(store_status)?
-            .ok_or_else(|| not_found(id))?;
-        let host = self
-            .cp
-            .fleet
-            .revoked(id, now)
-            .ok_or_else(|| not_found(id))?;
-        tracing::info!(host_id = id, by = who.name, "host revoked");
-        Ok(Response::new(host))
+        let region = self.cp.fleet.get(id).ok_or_else(|| not_found(id))?.region;
+        let call = caller
+            .change(
+                &self.cp,
+                Action::RevokeHost,
+                Target::Region(&region),
+                "host.revoke",
+                id,
+            )
+            .await?;
+        let result = self.revoke(id).await;
+        if result.is_ok() {
+            tracing::info!(host_id = id, by = call.principal.actor(), "host revoked");
+        }
+        call.finish(&self.cp, &result).await;
+        result.map(Response::new)
     }
 }

@@ -3,17 +3,24 @@
 //! the standard health service.
 
 pub mod agent;
+pub mod alerts;
+pub mod audit;
 pub mod deploy;
 pub mod fleet;
+pub mod secret_delivery;
+pub mod secrets;
 pub mod tokens;
+pub mod users;
 
-use crate::auth::{Action, Principal};
+use crate::auth::{self, Action, Principal, Target};
 use crate::state::{AuthError, ControlPlane};
 use crate::store::StoreError;
 use argosy_proto::v1::{
     agent_service_server::AgentServiceServer, api_token_service_server::ApiTokenServiceServer,
-    deploy_service_server::DeployServiceServer, fleet_service_server::FleetServiceServer,
-    join_token_service_server::JoinTokenServiceServer,
+    audit_service_server::AuditServiceServer, deploy_service_server::DeployServiceServer,
+    fleet_service_server::FleetServiceServer, join_token_service_server::JoinTokenServiceServer,
+    key_service_server::KeyServiceServer, secret_service_server::SecretServiceServer,
+    session_service_server::SessionServiceServer, user_service_server::UserServiceServer,
 };
 use std::sync::Arc;
 use tonic::{Request, Status};
@@ -30,21 +37,153 @@ pub(crate) fn auth_status(error: AuthError) -> Status {
     match error {
         AuthError::Denied(denied) => Status::permission_denied(denied.to_string()),
         AuthError::Store(error) => store_status(error),
+        AuthError::Audit(error) => Status::unavailable(error.to_string()),
         other => Status::unauthenticated(other.to_string()),
     }
 }
 
-/// Authenticates the request's bearer token and authorizes `action`.
+/// The caller's address, set by the HTTP adapter on the requests it
+/// forwards to the gRPC handlers (they have no connection of their own).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SourceAddr(pub std::net::SocketAddr);
+
+/// Where a request came from, for the audit log.
+pub(crate) fn source_of<T>(request: &Request<T>) -> String {
+    request
+        .extensions()
+        .get::<SourceAddr>()
+        .map(|s| s.0)
+        .or_else(|| request.remote_addr())
+        .map_or_else(|| "unknown".to_owned(), |addr| addr.to_string())
+}
+
+/// An authenticated caller, not yet authorized for anything: every API
+/// handler goes through [`Caller::read`] or [`Caller::change`], which ask
+/// the one pure decision `auth::authorize`.
+pub(crate) struct Caller {
+    principal: Principal,
+    source: String,
+}
+
+impl Caller {
+    pub(crate) fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// Authorizes a read (not audited).
+    pub(crate) fn read(&self, action: Action, target: Target<'_>) -> Result<&Principal, Status> {
+        auth::authorize(&self.principal, action, target)
+            .map_err(|denied| Status::permission_denied(denied.to_string()))?;
+        Ok(&self.principal)
+    }
+
+    /// Checks the role alone, for requests whose target cannot be known
+    /// (a spec that does not parse): invalid input is only explained to
+    /// callers who could have acted on valid input.
+    pub(crate) fn read_role(&self, action: Action) -> Result<&Principal, Status> {
+        auth::authorize_role(&self.principal, action)
+            .map_err(|denied| Status::permission_denied(denied.to_string()))?;
+        Ok(&self.principal)
+    }
+
+    /// Authorizes a change (or a secret read) and audits it before it
+    /// happens; refused if the record cannot be written. Call
+    /// [`AuditedCall::finish`] with the result.
+    pub(crate) async fn change(
+        self,
+        cp: &ControlPlane,
+        action: Action,
+        target: Target<'_>,
+        event: &str,
+        subject: &str,
+    ) -> Result<AuditedCall, Status> {
+        let started_seq = cp
+            .authorize_change(
+                &self.principal,
+                &self.source,
+                action,
+                target,
+                event,
+                subject,
+            )
+            .await
+            .map_err(auth_status)?;
+        Ok(AuditedCall {
+            principal: self.principal,
+            source: self.source,
+            event: event.to_owned(),
+            subject: subject.to_owned(),
+            started_seq,
+        })
+    }
+}
+
+/// An authorized, audited change in progress.
+pub(crate) struct AuditedCall {
+    pub principal: Principal,
+    source: String,
+    event: String,
+    subject: String,
+    started_seq: i64,
+}
+
+impl AuditedCall {
+    /// Records the outcome of the change.
+    pub(crate) async fn finish<R>(self, cp: &ControlPlane, result: &Result<R, Status>) {
+        let outcome = match result {
+            Ok(_) => Ok(()),
+            Err(status) => Err(status.message()),
+        };
+        cp.record_outcome(
+            &self.principal,
+            &self.source,
+            &self.event,
+            &self.subject,
+            self.started_seq,
+            outcome,
+        )
+        .await;
+    }
+}
+
+/// Authenticates the request's bearer token.
+pub(crate) async fn caller<T>(cp: &ControlPlane, request: &Request<T>) -> Result<Caller, Status> {
+    let header = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    let principal = cp.authenticate(header).await.map_err(auth_status)?;
+    Ok(Caller {
+        principal,
+        source: source_of(request),
+    })
+}
+
+/// Authenticates and authorizes a read of the whole fleet (results are
+/// filtered by the principal's scope by the handler).
 pub(crate) async fn principal<T>(
     cp: &ControlPlane,
     request: &Request<T>,
     action: Action,
 ) -> Result<Principal, Status> {
-    let header = request
-        .metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok());
-    cp.authenticate(header, action).await.map_err(auth_status)
+    let caller = caller(cp, request).await?;
+    caller.read(action, Target::Global)?;
+    Ok(caller.principal)
+}
+
+/// Authenticates, authorizes and audits a change.
+pub(crate) async fn begin<T>(
+    cp: &ControlPlane,
+    request: &Request<T>,
+    action: Action,
+    target: Target<'_>,
+    event: &str,
+    subject: &str,
+) -> Result<AuditedCall, Status> {
+    caller(cp, request)
+        .await?
+        .change(cp, action, target, event, subject)
+        .await
 }
 
 /// Every gRPC service the control plane serves, with reflection and health.
@@ -71,7 +210,25 @@ pub fn routes(
             .set_serving::<JoinTokenServiceServer<tokens::JoinTokenApi>>()
             .await;
         reporter
+            .set_serving::<AuditServiceServer<audit::AuditApi>>()
+            .await;
+        reporter
+            .set_serving::<argosy_proto::v1::alert_service_server::AlertServiceServer<alerts::AlertApi>>()
+            .await;
+        reporter
             .set_serving::<ApiTokenServiceServer<tokens::ApiTokenApi>>()
+            .await;
+        reporter
+            .set_serving::<SecretServiceServer<secrets::SecretApi>>()
+            .await;
+        reporter
+            .set_serving::<KeyServiceServer<secrets::KeyApi>>()
+            .await;
+        reporter
+            .set_serving::<UserServiceServer<users::UserApi>>()
+            .await;
+        reporter
+            .set_serving::<SessionServiceServer<users::SessionApi>>()
             .await;
     });
     let mut routes = tonic::service::Routes::builder();
@@ -81,10 +238,24 @@ pub fn routes(
         .add_service(reflection_alpha)
         .add_service(AgentServiceServer::new(agent::AgentApi { cp: cp.clone() }))
         .add_service(FleetServiceServer::new(fleet::FleetApi { cp: cp.clone() }))
+        .add_service(AuditServiceServer::new(audit::AuditApi { cp: cp.clone() }))
+        .add_service(
+            argosy_proto::v1::alert_service_server::AlertServiceServer::new(alerts::AlertApi {
+                cp: cp.clone(),
+            }),
+        )
         .add_service(DeployServiceServer::new(deploy::DeployApi {
             cp: cp.clone(),
         }))
         .add_service(JoinTokenServiceServer::new(tokens::JoinTokenApi {
+            cp: cp.clone(),
+        }))
+        .add_service(SecretServiceServer::new(secrets::SecretApi {
+            cp: cp.clone(),
+        }))
+        .add_service(KeyServiceServer::new(secrets::KeyApi { cp: cp.clone() }))
+        .add_service(UserServiceServer::new(users::UserApi { cp: cp.clone() }))
+        .add_service(SessionServiceServer::new(users::SessionApi {
             cp: cp.clone(),
         }))
         .add_service(ApiTokenServiceServer::new(tokens::ApiTokenApi { cp }));

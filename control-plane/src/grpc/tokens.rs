@@ -1,8 +1,9 @@
 //! `JoinTokenService` and `ApiTokenService`: minting, listing and revoking
 //! the secrets hosts enroll with and people and automation call the API with.
 
-use crate::auth::{Action, Role};
-use crate::grpc::{principal, store_status};
+use crate::auth::{Action, Role, Scope, Target};
+use crate::grpc::users::{kind_wire, role_from_wire, scope_from_wire, scope_wire};
+use crate::grpc::{begin, principal, store_status};
 use crate::secrets;
 use crate::state::ControlPlane;
 use crate::store::{ApiTokenRow, JoinTokenRow};
@@ -41,7 +42,7 @@ fn join_token_wire(row: JoinTokenRow) -> JoinToken {
     }
 }
 
-fn role_wire(role: Role) -> pb::Role {
+pub(crate) fn role_wire(role: Role) -> pb::Role {
     match role {
         Role::Admin => pb::Role::Admin,
         Role::Operator => pb::Role::Operator,
@@ -57,13 +58,19 @@ fn api_token_wire(row: ApiTokenRow) -> ApiToken {
         .unwrap_or(pb::Role::Unspecified);
     ApiToken {
         id: row.id,
-        name: row.name,
         role: role as i32,
         created_at_ms: row.created_at_ms,
         expires_at_ms: row.expires_at_ms.unwrap_or(0),
         revoked: row.revoked_at_ms.is_some(),
         created_by: row.created_by,
         last_used_ms: row.last_used_ms.unwrap_or(0),
+        scope: Some(scope_wire(&Scope::from_json(&row.scope_json))),
+        // A session is named after its user.
+        user: row
+            .user_id
+            .as_ref()
+            .map_or_else(String::new, |_| row.name.clone()),
+        name: row.name,
     }
 }
 
@@ -149,10 +156,23 @@ impl join_token_service_server::JoinTokenService for JoinTokenApi {
         &self,
         request: Request<CreateJoinTokenRequest>,
     ) -> Result<Response<CreateJoinTokenResponse>, Status> {
-        let who = principal(&self.cp, &request, Action::ManageJoinTokens).await?;
-        create_join_token(&self.cp, &who.name, request.into_inner())
-            .await
-            .map(Response::new)
+        let region = match request.get_ref().region.as_str() {
+            "" => "default".to_owned(),
+            region => region.to_owned(),
+        };
+        let call = begin(
+            &self.cp,
+            &request,
+            Action::ManageJoinTokens,
+            Target::Region(&region),
+            "join_token.create",
+            &region,
+        )
+        .await?;
+        let result =
+            create_join_token(&self.cp, &call.principal.actor(), request.into_inner()).await;
+        call.finish(&self.cp, &result).await;
+        result.map(Response::new)
     }
 
     async fn list_join_tokens(
@@ -175,26 +195,83 @@ impl join_token_service_server::JoinTokenService for JoinTokenApi {
         &self,
         request: Request<RevokeJoinTokenRequest>,
     ) -> Result<Response<JoinToken>, Status> {
-        let who = principal(&self.cp, &request, Action::ManageJoinTokens).await?;
         let id = &request.get_ref().id;
-        let row = self
+        let call = begin(
+            &self.cp,
+            &request,
+            Action::ManageJoinTokens,
+            Target::Global,
+            "join_token.revoke",
+            id,
+        )
+        .await?;
+        let result = self
             .cp
             .store
             .revoke_join_token(id, self.cp.now_ms())
             .await
-            .map_err(store_status)?
-            .ok_or_else(|| {
-                Status::not_found(format!(
-                    "no join token with id {id:?}; `argosy join-token list` shows them"
-                ))
-            })?;
-        tracing::info!(token_id = id, by = who.name, "join token revoked");
-        Ok(Response::new(join_token_wire(row)))
+            .map_err(store_status)
+            .and_then(|row| {
+                row.ok_or_else(|| {
+                    Status::not_found(format!(
+                        "no join token with id {id:?}; `argosy join-token list` shows them"
+                    ))
+                })
+            });
+        if result.is_ok() {
+            tracing::info!(
+                token_id = id,
+                by = call.principal.actor(),
+                "join token revoked"
+            );
+        }
+        call.finish(&self.cp, &result).await;
+        result.map(|row| Response::new(join_token_wire(row)))
     }
 }
 
-/// Mints an API token and stores its hash. Returns the row and the secret
-/// text, which is shown once.
+/// What a new API token or login session grants.
+pub struct TokenGrant<'a> {
+    pub name: &'a str,
+    pub role: Role,
+    pub scope: &'a Scope,
+    /// The user a login session acts as; `None` for an API token.
+    pub user_id: Option<&'a str>,
+    /// 0: it never expires.
+    pub ttl_seconds: u64,
+    /// `user:alice`, `token:ci` or `bootstrap`.
+    pub created_by: &'a str,
+}
+
+/// Mints a bearer token (an API token or a login session) and stores its
+/// hash. Returns the row and the secret text, which is shown once.
+pub async fn mint_token(
+    store: &crate::store::Store,
+    now: i64,
+    grant: TokenGrant<'_>,
+) -> Result<(ApiTokenRow, String), crate::store::StoreError> {
+    let minted = secrets::mint_api_token();
+    let ttl_seconds = grant.ttl_seconds;
+    let row = ApiTokenRow {
+        id: minted.id,
+        name: grant.name.to_owned(),
+        role: grant.role.as_str().to_owned(),
+        secret_hash: minted.secret_hash,
+        created_at_ms: now,
+        expires_at_ms: (ttl_seconds > 0)
+            .then(|| now + i64::try_from(ttl_seconds).unwrap_or(i64::MAX / 2_000) * 1000),
+        revoked_at_ms: None,
+        created_by: grant.created_by.to_owned(),
+        last_used_ms: None,
+        scope_json: grant.scope.to_json(),
+        user_id: grant.user_id.map(str::to_owned),
+    };
+    store.insert_api_token(&row).await?;
+    Ok((row, minted.text))
+}
+
+/// Mints an API token for the whole fleet (the first admin token, `argosy
+/// dev`, `bootstrap-token`).
 pub async fn mint_api_token(
     store: &crate::store::Store,
     now: i64,
@@ -203,21 +280,15 @@ pub async fn mint_api_token(
     ttl_seconds: u64,
     created_by: &str,
 ) -> Result<(ApiTokenRow, String), crate::store::StoreError> {
-    let minted = secrets::mint_api_token();
-    let row = ApiTokenRow {
-        id: minted.id,
-        name: name.to_owned(),
-        role: role.as_str().to_owned(),
-        secret_hash: minted.secret_hash,
-        created_at_ms: now,
-        expires_at_ms: (ttl_seconds > 0)
-            .then(|| now + i64::try_from(ttl_seconds).unwrap_or(i64::MAX / 2_000) * 1000),
-        revoked_at_ms: None,
-        created_by: created_by.to_owned(),
-        last_used_ms: None,
+    let grant = TokenGrant {
+        name,
+        role,
+        scope: &Scope::default(),
+        user_id: None,
+        ttl_seconds,
+        created_by,
     };
-    store.insert_api_token(&row).await?;
-    Ok((row, minted.text))
+    mint_token(store, now, grant).await
 }
 
 #[tonic::async_trait]
@@ -226,39 +297,21 @@ impl api_token_service_server::ApiTokenService for ApiTokenApi {
         &self,
         request: Request<CreateApiTokenRequest>,
     ) -> Result<Response<CreateApiTokenResponse>, Status> {
-        let who = principal(&self.cp, &request, Action::ManageApiTokens).await?;
-        let request = request.into_inner();
-        let role = match pb::Role::try_from(request.role) {
-            Ok(pb::Role::Admin) => Role::Admin,
-            Ok(pb::Role::Operator) => Role::Operator,
-            Ok(pb::Role::Viewer) => Role::Viewer,
-            _ => {
-                return Err(Status::invalid_argument(
-                    "role must be admin, operator or viewer",
-                ));
-            }
-        };
-        let name = request.name.trim();
-        if name.is_empty() || name.len() > 100 {
-            return Err(Status::invalid_argument(
-                "name must be 1–100 characters, e.g. the person or pipeline using the token",
-            ));
-        }
-        let (row, secret) = mint_api_token(
-            &self.cp.store,
-            self.cp.now_ms(),
-            name,
-            role,
-            request.ttl_seconds,
-            &who.name,
+        let name = request.get_ref().name.trim().to_owned();
+        let call = begin(
+            &self.cp,
+            &request,
+            Action::ManageApiTokens,
+            Target::Global,
+            "api_token.create",
+            &name,
         )
-        .await
-        .map_err(store_status)?;
-        tracing::info!(token_id = row.id, role = %role, by = who.name, "API token created");
-        Ok(Response::new(CreateApiTokenResponse {
-            token: Some(api_token_wire(row)),
-            secret,
-        }))
+        .await?;
+        let result = self
+            .create(&call.principal.actor(), request.into_inner())
+            .await;
+        call.finish(&self.cp, &result).await;
+        result.map(Response::new)
     }
 
     async fn list_api_tokens(
@@ -281,21 +334,38 @@ impl api_token_service_server::ApiTokenService for ApiTokenApi {
         &self,
         request: Request<RevokeApiTokenRequest>,
     ) -> Result<Response<ApiToken>, Status> {
-        let who = principal(&self.cp, &request, Action::ManageApiTokens).await?;
         let id = &request.get_ref().id;
-        let row = self
+        let call = begin(
+            &self.cp,
+            &request,
+            Action::ManageApiTokens,
+            Target::Global,
+            "api_token.revoke",
+            id,
+        )
+        .await?;
+        let result = self
             .cp
             .store
             .revoke_api_token(id, self.cp.now_ms())
             .await
-            .map_err(store_status)?
-            .ok_or_else(|| {
-                Status::not_found(format!(
-                    "no API token with id {id:?}; `argosy token list` shows them"
-                ))
-            })?;
-        tracing::info!(token_id = id, by = who.name, "API token revoked");
-        Ok(Response::new(api_token_wire(row)))
+            .map_err(store_status)
+            .and_then(|row| {
+                row.ok_or_else(|| {
+                    Status::not_found(format!(
+                        "no API token with id {id:?}; `argosy token list` shows them"
+                    ))
+                })
+            });
+        if result.is_ok() {
+            tracing::info!(
+                token_id = id,
+                by = call.principal.actor(),
+                "API token revoked"
+            );
+        }
+        call.finish(&self.cp, &result).await;
+        result.map(|row| Response::new(api_token_wire(row)))
     }
 
     async fn who_am_i(
@@ -304,9 +374,44 @@ impl api_token_service_server::ApiTokenService for ApiTokenApi {
     ) -> Result<Response<WhoAmIResponse>, Status> {
         let who = principal(&self.cp, &request, Action::WhoAmI).await?;
         Ok(Response::new(WhoAmIResponse {
+            kind: kind_wire(who.kind) as i32,
+            scope: Some(scope_wire(&who.scope)),
             token_id: who.token_id,
             name: who.name,
             role: role_wire(who.role) as i32,
         }))
+    }
+}
+
+impl ApiTokenApi {
+    async fn create(
+        &self,
+        actor: &str,
+        request: CreateApiTokenRequest,
+    ) -> Result<CreateApiTokenResponse, Status> {
+        let role = role_from_wire(request.role)?;
+        let scope = scope_from_wire(request.scope)?;
+        let name = request.name.trim();
+        if name.is_empty() || name.len() > 100 {
+            return Err(Status::invalid_argument(
+                "name must be 1–100 characters, e.g. the person or pipeline using the token",
+            ));
+        }
+        let grant = TokenGrant {
+            name,
+            role,
+            scope: &scope,
+            user_id: None,
+            ttl_seconds: request.ttl_seconds,
+            created_by: actor,
+        };
+        let (row, secret) = mint_token(&self.cp.store, self.cp.now_ms(), grant)
+            .await
+            .map_err(store_status)?;
+        tracing::info!(token_id = row.id, role = %role, %scope, by = actor, "API token created");
+        Ok(CreateApiTokenResponse {
+            token: Some(api_token_wire(row)),
+            secret,
+        })
     }
 }

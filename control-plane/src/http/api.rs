@@ -1,27 +1,17 @@
-//! `/api/v1/…`: the fleet as JSON, with the same bearer-token auth as gRPC.
+//! `/api/v1/hosts…`: the fleet as JSON — a thin adapter over the gRPC
+//! `FleetService` handlers (same token, authorization and scope filtering).
 
-use super::ApiError;
-use crate::auth::{Action, Principal};
+use super::{ApiError, grpc_request};
 use crate::dto::{HostJson, MetricsJson, PointJson};
+use crate::grpc::fleet::FleetApi;
 use crate::state::ControlPlane;
-use crate::store::{Metric, MetricQuery};
+use argosy_proto::v1::{self as pb, fleet_service_server::FleetService};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-async fn caller(
-    cp: &ControlPlane,
-    headers: &HeaderMap,
-    action: Action,
-) -> Result<Principal, ApiError> {
-    let header = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    Ok(cp.authenticate(header, action).await?)
-}
 
 #[derive(Deserialize)]
 pub(super) struct HostFilter {
@@ -37,7 +27,6 @@ pub(super) async fn list_hosts(
     headers: HeaderMap,
     Query(filter): Query<HostFilter>,
 ) -> Result<Json<Vec<HostJson>>, ApiError> {
-    caller(&cp, &headers, Action::ReadFleet).await?;
     let mut labels = HashMap::new();
     for pair in filter.labels.split(',').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').ok_or_else(|| {
@@ -45,13 +34,17 @@ pub(super) async fn list_hosts(
         })?;
         labels.insert(k.to_owned(), v.to_owned());
     }
-    Ok(Json(
-        cp.fleet
-            .list(&filter.region, &labels)
-            .into_iter()
-            .map(HostJson::from)
-            .collect(),
-    ))
+    let listed = FleetApi { cp }
+        .list_hosts(grpc_request(
+            &headers,
+            pb::ListHostsRequest {
+                region: filter.region,
+                labels,
+            },
+        ))
+        .await?
+        .into_inner();
+    Ok(Json(listed.hosts.into_iter().map(HostJson::from).collect()))
 }
 
 pub(super) async fn get_host(
@@ -59,11 +52,11 @@ pub(super) async fn get_host(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<HostJson>, ApiError> {
-    caller(&cp, &headers, Action::ReadFleet).await?;
-    cp.fleet
-        .get(&id)
-        .map(|h| Json(HostJson::from(h)))
-        .ok_or_else(|| ApiError::not_found(format!("no host with id {id:?}")))
+    let host = FleetApi { cp }
+        .get_host(grpc_request(&headers, pb::GetHostRequest { id }))
+        .await?
+        .into_inner();
+    Ok(Json(HostJson::from(host)))
 }
 
 #[derive(Deserialize)]
@@ -97,14 +90,6 @@ pub(super) async fn host_metrics(
     Path(id): Path<String>,
     Query(params): Query<MetricsParams>,
 ) -> Result<Json<MetricsJson>, ApiError> {
-    caller(&cp, &headers, Action::ReadMetrics).await?;
-    if cp.fleet.get(&id).is_none() {
-        return Err(ApiError::not_found(format!("no host with id {id:?}")));
-    }
-    let metric: Metric = params
-        .metric
-        .parse()
-        .map_err(|e: crate::store::UnknownMetric| ApiError::bad_request(e.to_string()))?;
     let now = cp.now_ms();
     let start_ms =
         parse_since(params.since.as_deref().unwrap_or("1h"), now).map_err(ApiError::bad_request)?;
@@ -116,21 +101,23 @@ pub(super) async fn host_metrics(
                 ApiError::bad_request(format!("step {text:?} is not a duration like 30s or 5m"))
             })?,
     };
-    let query = MetricQuery {
-        host_id: id.clone(),
-        metric,
-        start_ms,
-        end_ms: params.until.unwrap_or(now),
-        step_ms,
-    };
-    let result = cp
-        .store
-        .query_metric(&query, &cp.settings.retention, now)
-        .await?;
+    let result = FleetApi { cp }
+        .query_metrics(grpc_request(
+            &headers,
+            pb::QueryMetricsRequest {
+                host_id: id,
+                metric: params.metric,
+                start_ms,
+                end_ms: params.until.unwrap_or(now),
+                step_ms,
+            },
+        ))
+        .await?
+        .into_inner();
     Ok(Json(MetricsJson {
-        host_id: id,
-        metric: metric.name().to_owned(),
-        unit: metric.unit().to_owned(),
+        host_id: result.host_id,
+        metric: result.metric,
+        unit: result.unit,
         step_ms: result.step_ms,
         points: result
             .points

@@ -3,46 +3,17 @@
 //! `DeployService` the gRPC API serves — the bearer token, the
 //! authorization and every rule are the gRPC handler's.
 
-use super::ApiError;
+use super::{ApiError, grpc_request as request};
 use crate::dto::{deployment_json, revision_json, service_change_json, service_json};
 use crate::grpc::deploy::DeployApi;
 use crate::state::ControlPlane;
 use argosy_proto::v1::{self as pb, deploy_service_server::DeployService};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
-
-/// A gRPC request carrying the HTTP request's bearer token.
-fn request<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Some(value) = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-    {
-        request.metadata_mut().insert("authorization", value);
-    }
-    request
-}
-
-impl From<tonic::Status> for ApiError {
-    fn from(status: tonic::Status) -> Self {
-        use tonic::Code;
-        let code = match status.code() {
-            Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
-            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Code::PermissionDenied => StatusCode::FORBIDDEN,
-            Code::NotFound => StatusCode::NOT_FOUND,
-            Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => StatusCode::CONFLICT,
-            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(code, status.message().to_owned())
-    }
-}
 
 fn api(cp: Arc<ControlPlane>) -> DeployApi {
     DeployApi { cp }

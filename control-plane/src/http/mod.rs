@@ -2,16 +2,20 @@
 //! and readiness probes, Prometheus `/metrics`, the CA certificate, the
 //! agent install script and the agent binaries it downloads.
 
+pub(crate) mod alerts;
 mod api;
+mod audit;
 mod deploy;
 mod downloads;
 mod prometheus;
+mod secrets;
+mod users;
 
 use crate::state::{AuthError, ControlPlane};
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post};
 use std::sync::Arc;
 
 /// The one error type of the HTTP layer: what the caller can act on goes in
@@ -65,6 +69,67 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<tonic::Status> for ApiError {
+    fn from(status: tonic::Status) -> Self {
+        use tonic::Code;
+        let code = match status.code() {
+            Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Code::PermissionDenied => StatusCode::FORBIDDEN,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => StatusCode::CONFLICT,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(code, status.message().to_owned())
+    }
+}
+
+/// The header the listener stamps with the peer's address (any value a
+/// client sends is replaced), so forwarded calls can be audited with it.
+const SOURCE_HEADER: &str = "x-argosy-source";
+
+/// Replaces any client-sent source header with the connection's address.
+async fn stamp_source(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    request.headers_mut().remove(SOURCE_HEADER);
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.to_string());
+    if let Some(value) = peer.and_then(|p| p.parse().ok()) {
+        request.headers_mut().insert(SOURCE_HEADER, value);
+    }
+    next.run(request).await
+}
+
+/// A gRPC request carrying the HTTP request's bearer token and source
+/// address: the JSON API calls the gRPC handlers with it, so both
+/// encodings share one implementation, one authorization and one audit.
+pub(crate) fn grpc_request<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(value) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+    {
+        request.metadata_mut().insert("authorization", value);
+    }
+    if let Some(addr) = headers
+        .get(SOURCE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+    {
+        request
+            .extensions_mut()
+            .insert(crate::grpc::SourceAddr(addr));
+    }
+    request
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
@@ -102,6 +167,56 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route("/api/v1/deployments", get(deploy::list_deployments))
         .route("/api/v1/deployments/{id}", get(deploy::get_deployment))
         .route("/api/v1/deployments/{id}/{action}", post(deploy::command))
+        .route(
+            "/api/v1/users",
+            get(users::list_users).post(users::add_user),
+        )
+        .route("/api/v1/users/{name}", delete(users::remove_user))
+        .route("/api/v1/users/{name}/password", post(users::set_password))
+        .route("/api/v1/login", post(users::login))
+        .route("/api/v1/logout", post(users::logout))
+        .route("/api/v1/alerts", get(alerts::list_alerts))
+        .route(
+            "/api/v1/alerts/rules",
+            get(alerts::list_rules).post(alerts::add_rule),
+        )
+        .route("/api/v1/alerts/rules/apply", post(alerts::apply_rules))
+        .route(
+            "/api/v1/alerts/rules/{name}",
+            patch(alerts::update_rule).delete(alerts::remove_rule),
+        )
+        .route(
+            "/api/v1/alerts/silences",
+            get(alerts::list_silences).post(alerts::create_silence),
+        )
+        .route(
+            "/api/v1/alerts/silences/{id}",
+            delete(alerts::expire_silence),
+        )
+        .route(
+            "/api/v1/alerts/channels",
+            get(alerts::list_channels).post(alerts::add_channel),
+        )
+        .route(
+            "/api/v1/alerts/channels/{name}",
+            delete(alerts::remove_channel),
+        )
+        .route(
+            "/api/v1/alerts/channels/{name}/test",
+            post(alerts::test_channel),
+        )
+        .route("/api/v1/alerts/{id}", get(alerts::get_alert))
+        .route("/api/v1/alerts/{id}/ack", post(alerts::acknowledge))
+        .route("/api/v1/audit", get(audit::list))
+        .route("/api/v1/audit/verify", get(audit::verify))
+        .route("/api/v1/secrets", get(secrets::list).post(secrets::set))
+        .route(
+            "/api/v1/secrets/{*path}",
+            get(secrets::versions)
+                .post(secrets::reveal)
+                .delete(secrets::delete),
+        )
+        .layer(axum::middleware::from_fn(stamp_source))
         .with_state(cp)
 }
 

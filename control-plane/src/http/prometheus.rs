@@ -1,5 +1,6 @@
-//! `/metrics`: the control plane's own health and one gauge per host metric,
-//! labelled by host and region, in the Prometheus text format.
+//! `/metrics`: the control plane's own health (alerting's included), the
+//! alerts firing, and one gauge per host metric, labelled by host and
+//! region, in the Prometheus text format.
 
 use crate::state::ControlPlane;
 use argosy_proto::exposition::{Exposition, Kind};
@@ -80,6 +81,8 @@ pub(super) fn render(cp: &ControlPlane) -> String {
         w.family(name, help, Kind::Counter);
         w.sample(&[], counter.load(Ordering::Relaxed) as f64);
     }
+
+    cp.alerting.write(&mut w);
 
     let hosts = cp.fleet.list("", &Default::default());
     w.family(

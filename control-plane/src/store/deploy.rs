@@ -35,6 +35,9 @@ pub struct RevisionRow {
     /// `"yaml"` or `"toml"` (the schema rejects anything else).
     pub spec_format: String,
     pub spec_hash: String,
+    /// The versions the spec's followed secrets resolved to when the revision was created
+    /// (`{"crm/db-password": 4}`); opaque to the store.
+    pub secret_versions_json: String,
     pub created_at_ms: i64,
     pub created_by: String,
 }
@@ -91,8 +94,8 @@ pub struct DeploymentEventRow {
 const SERVICE_COLS: &str =
     "name, current_revision, stable_revision, replicas, stopped, created_at_ms, updated_at_ms";
 
-const REVISION_COLS: &str =
-    "id, service, number, spec_text, spec_format, spec_hash, created_at_ms, created_by";
+const REVISION_COLS: &str = "id, service, number, spec_text, spec_format, spec_hash, \
+                             secret_versions_json, created_at_ms, created_by";
 
 const DEPLOYMENT_COLS: &str = "id, service, from_revision, to_revision, phase, state_json, \
                                created_at_ms, updated_at_ms, finished_at_ms, created_by";
@@ -126,6 +129,7 @@ fn revision_from_row(row: &AnyRow) -> Result<RevisionRow, StoreError> {
         spec_text: col(row, "spec_text")?,
         spec_format: col(row, "spec_format")?,
         spec_hash: col(row, "spec_hash")?,
+        secret_versions_json: col(row, "secret_versions_json")?,
         created_at_ms: col(row, "created_at_ms")?,
         created_by: col(row, "created_by")?,
     })
@@ -221,9 +225,10 @@ impl Store {
     /// Creates the service if it is new (with `replicas`, not stopped, no current or stable
     /// revision; an existing service is left as it is) and appends revision number max+1, in
     /// one transaction. Returns the revision and whether it was created: if the service's
-    /// newest revision already has `spec_hash`, that revision is returned with `false` and
-    /// nothing is stored (an older revision with the same hash does not count: re-applying
-    /// it is a change).
+    /// newest revision already has `spec_hash` and `secret_versions_json`, that revision is
+    /// returned with `false` and nothing is stored (an older revision with the same hash does
+    /// not count: re-applying it is a change; nor does the same spec with other secret
+    /// versions: that is a rotation).
     ///
     /// Concurrent appliers, on one replica or several, get distinct numbers: the transaction
     /// holds the service row's lock (SQLite's write lock) from reading the newest revision
@@ -235,6 +240,7 @@ impl Store {
         spec_text: &str,
         spec_format: &str,
         spec_hash: &str,
+        secret_versions_json: &str,
         replicas: u32,
         created_by: &str,
         now_ms: i64,
@@ -271,7 +277,10 @@ impl Store {
         .map_err(db(OP))?
         .map(|r| revision_from_row(&r))
         .transpose()?;
-        if let Some(newest) = newest.as_ref().filter(|r| r.spec_hash == spec_hash) {
+        if let Some(newest) = newest
+            .as_ref()
+            .filter(|r| r.spec_hash == spec_hash && r.secret_versions_json == secret_versions_json)
+        {
             tx.commit().await.map_err(db(OP))?;
             return Ok((newest.clone(), false));
         }
@@ -282,11 +291,12 @@ impl Store {
             spec_text: spec_text.to_owned(),
             spec_format: spec_format.to_owned(),
             spec_hash: spec_hash.to_owned(),
+            secret_versions_json: secret_versions_json.to_owned(),
             created_at_ms: now_ms,
             created_by: created_by.to_owned(),
         };
         sqlx::query(&format!(
-            "INSERT INTO revisions ({REVISION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            "INSERT INTO revisions ({REVISION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         ))
         .bind(&revision.id)
         .bind(&revision.service)
@@ -294,6 +304,7 @@ impl Store {
         .bind(&revision.spec_text)
         .bind(&revision.spec_format)
         .bind(&revision.spec_hash)
+        .bind(&revision.secret_versions_json)
         .bind(revision.created_at_ms)
         .bind(&revision.created_by)
         .execute(&mut *tx)
@@ -787,7 +798,7 @@ mod tests {
     ) -> Result<(RevisionRow, bool), StoreError> {
         let text = format!("name: {service}\nimage: busybox # {hash}\n");
         store
-            .append_revision(service, &text, "yaml", hash, 3, "alice", now_ms)
+            .append_revision(service, &text, "yaml", hash, "{}", 3, "alice", now_ms)
             .await
     }
 
@@ -842,6 +853,7 @@ mod tests {
         assert_eq!(r1.spec_text, "name: web\nimage: busybox # sha256:a\n");
         assert_eq!(r1.spec_format, "yaml");
         assert_eq!(r1.spec_hash, "sha256:a");
+        assert_eq!(r1.secret_versions_json, "{}");
         assert_eq!((r1.created_at_ms, r1.created_by.as_str()), (1_000, "alice"));
         assert!(r1.id.starts_with("rev-") && r1.id.len() == 16, "{}", r1.id);
         assert_eq!(
@@ -871,24 +883,63 @@ mod tests {
         assert!(created);
         assert_eq!((r3.number, r3.created_at_ms), (3, 4_000));
 
+        // The same spec resolved to other secret versions (a rotation) is a new revision;
+        // the same versions again are not.
+        let rotated = |at| {
+            let text = r3.spec_text.clone();
+            let store = store.clone();
+            async move {
+                store
+                    .append_revision(
+                        "web",
+                        &text,
+                        "yaml",
+                        "sha256:a",
+                        r#"{"crm/db":4}"#,
+                        3,
+                        "rot",
+                        at,
+                    )
+                    .await
+            }
+        };
+        let (r4, created) = rotated(4_500).await?;
+        assert!(created);
+        assert_eq!(
+            (r4.number, r4.secret_versions_json.as_str()),
+            (4, r#"{"crm/db":4}"#)
+        );
+        let (again, created) = rotated(4_600).await?;
+        assert!(!created);
+        assert_eq!(again, r4);
+
         // Numbers are per service; an existing service keeps its replicas.
         let toml = store
-            .append_revision("api", "name = \"api\"", "toml", "sha256:t", 1, "bob", 5_000)
+            .append_revision(
+                "api",
+                "name = \"api\"",
+                "toml",
+                "sha256:t",
+                "{}",
+                1,
+                "bob",
+                5_000,
+            )
             .await?;
         assert_eq!((toml.0.number, toml.1), (1, true));
         assert_eq!(toml.0.spec_format, "toml");
         assert_eq!(store.service("web").await?.unwrap().replicas, 3);
 
-        assert_eq!(store.list_revisions("web").await?, [r3, r2.clone(), r1]);
+        assert_eq!(store.list_revisions("web").await?, [r4, r3, r2.clone(), r1]);
         assert_eq!(store.revision("web", 2).await?, Some(r2));
-        assert_eq!(store.revision("web", 4).await?, None);
+        assert_eq!(store.revision("web", 5).await?, None);
         assert_eq!(store.revision("nope", 1).await?, None);
         let err = store
-            .append_revision("web", "x", "json", "sha256:j", 1, "alice", 6_000)
+            .append_revision("web", "x", "json", "sha256:j", "{}", 1, "alice", 6_000)
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Query { .. }), "{err}");
-        assert_eq!(store.list_revisions("web").await?.len(), 3);
+        assert_eq!(store.list_revisions("web").await?.len(), 4);
 
         let names: Vec<String> = store
             .list_services()
@@ -928,7 +979,7 @@ mod tests {
         );
         let err = store
             .update_service(&ServiceRow {
-                current_revision: Some(4),
+                current_revision: Some(9),
                 ..updated
             })
             .await
@@ -1450,7 +1501,11 @@ mod tests {
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
                 .fetch_all(again.pool())
                 .await?;
-        assert_eq!(versions, [1, 2, 3]);
+        // The deploy schema (3) and the secret references of revisions (7), among the others.
+        assert!(
+            versions.starts_with(&[1, 2, 3]) && versions.contains(&7),
+            "{versions:?}"
+        );
         assert_eq!(again.revision("web", 1).await?, Some(r1));
         assert_eq!(
             again.deployment("d-1").await?,

@@ -20,6 +20,12 @@ pub struct ApiTokenRow {
     pub revoked_at_ms: Option<i64>,
     pub created_by: String,
     pub last_used_ms: Option<i64>,
+    /// `auth::Scope` as JSON (`{}`: the whole fleet). Ignored for login
+    /// sessions, which carry their user's current scope.
+    pub scope_json: String,
+    /// Set for a user's login session (`argosy login --user`): the token
+    /// then acts with that user's current role and scope.
+    pub user_id: Option<String>,
 }
 
 /// A join token as stored.
@@ -59,7 +65,7 @@ pub enum Redemption {
 pub const API_ROLES: [&str; 3] = ["admin", "operator", "viewer"];
 
 const API_COLS: &str = "id, name, role, secret_hash, created_at_ms, expires_at_ms, \
-                        revoked_at_ms, created_by, last_used_ms";
+                        revoked_at_ms, created_by, last_used_ms, scope_json, user_id";
 
 const JOIN_COLS: &str = "id, secret_hash, region, labels_json, created_at_ms, expires_at_ms, \
                          max_uses, uses, revoked_at_ms, created_by";
@@ -75,6 +81,8 @@ fn api_token_from_row(row: &AnyRow) -> Result<ApiTokenRow, StoreError> {
         revoked_at_ms: col(row, "revoked_at_ms")?,
         created_by: col(row, "created_by")?,
         last_used_ms: col(row, "last_used_ms")?,
+        scope_json: col(row, "scope_json")?,
+        user_id: col(row, "user_id")?,
     })
 }
 
@@ -121,8 +129,8 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO api_tokens (id, name, role, secret_hash, created_at_ms, expires_at_ms, \
-             revoked_at_ms, created_by, last_used_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             revoked_at_ms, created_by, last_used_ms, scope_json, user_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&t.id)
         .bind(&t.name)
@@ -133,6 +141,8 @@ impl Store {
         .bind(t.revoked_at_ms)
         .bind(&t.created_by)
         .bind(t.last_used_ms)
+        .bind(&t.scope_json)
+        .bind(&t.user_id)
         .execute(&self.pool)
         .await
         .map_err(insert_err("storing an API token", "API token", &t.id))?;
@@ -329,6 +339,8 @@ mod tests {
             revoked_at_ms: None,
             created_by: "bootstrap".to_owned(),
             last_used_ms: None,
+            scope_json: r#"{"regions":["eu-west"]}"#.to_owned(),
+            user_id: None,
         }
     }
 
