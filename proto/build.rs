@@ -16,6 +16,8 @@ const PROTOS: &[&str] = &[
     "argosy/v1/access.proto",
     "argosy/v1/secrets.proto",
     "argosy/v1/alerts.proto",
+    "argosy/v1/backups.proto",
+    "argosy/v1/policies.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

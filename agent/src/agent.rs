@@ -176,6 +176,7 @@ pub async fn run(
     let mut runtime_options =
         crate::allocations::AllocationsOptions::new(state.path(), stored.identity.host_id.clone());
     runtime_options.secrets_dir = config.secrets_dir.clone();
+    let docker_host = runtime_options.docker_host.clone();
     let workloads = match crate::allocations::Allocations::start(runtime_options) {
         Ok((allocations, reports)) => Some(session::Workloads {
             allocations,
@@ -183,6 +184,29 @@ pub async fn run(
         }),
         Err(error) => {
             tracing::error!(%error, "cannot start the container runtime; this host runs no workloads");
+            None
+        }
+    };
+    // Backup jobs share the runtime's secrets (one cache, one ask); without
+    // a runtime they have their own, which never writes files.
+    let job_secrets = match &workloads {
+        Some(workloads) => workloads.allocations.secrets().clone(),
+        None => crate::secrets::Secrets::new(
+            crate::secrets::SecretFiles::unchecked(&config.secrets_dir),
+            crate::secrets::DEFAULT_WAIT,
+        ),
+    };
+    let backups = match crate::backup::runner::Backups::start(
+        crate::backup::runner::RunnerOptions {
+            state_dir: state.path().to_owned(),
+            secrets: job_secrets,
+            docker_host,
+            clock: options.clock.clone(),
+        },
+    ) {
+        Ok(backups) => Some(backups),
+        Err(error) => {
+            tracing::error!(%error, "cannot start the backup runner; this host runs no backup jobs");
             None
         }
     };
@@ -205,7 +229,7 @@ pub async fn run(
             options.renew.clone(),
             options.clock.clone(),
         ) => Err(expired.into()),
-        () = session::run(connection.clone(), shared.clone(), options.session.clone(), workloads) => Ok(()),
+        () = session::run(connection.clone(), shared.clone(), options.session.clone(), workloads, backups) => Ok(()),
         () = sample_loop(sampler, shared.clone(), options.session.interval, options.clock.clone()) => Ok(()),
         result = exporter => {
             let address = config.metrics_listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));

@@ -2,7 +2,9 @@
 //! version for the inventory ([`probe`]), and the [`Engine`] the
 //! allocations runtime drives — list the agent's managed containers,
 //! pull, create with labels and limits, start, stop, remove, exec, engine
-//! events and container logs.
+//! events and container logs — and, for backups, commands streaming their
+//! stdin and stdout ([`Engine::exec_streaming`]) and where a volume lives
+//! on the host ([`Engine::volume_mountpoint`]).
 //!
 //! Containers are created with Docker's restart policy `no`: the agent
 //! restarts them itself (see `reconcile`), so it sees every exit and OOM
@@ -21,7 +23,7 @@ use argosy_proto::v1::{Allocation, DockerInfo};
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
-use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, EventMessage, HostConfig, Mount, MountType,
     PortBinding, RestartPolicy, RestartPolicyNameEnum,
@@ -31,9 +33,12 @@ use bollard::query_parameters::{
     RemoveContainerOptions, StopContainerOptions,
 };
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::{Duration, UNIX_EPOCH};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_stream::{Stream, StreamExt};
 
 /// How long the engine gets to answer before it counts as unavailable.
@@ -130,6 +135,32 @@ pub struct EngineEvent {
 pub struct Listed {
     pub container: ObservedContainer,
     pub target: Target,
+}
+
+/// Bytes of a streaming exec's output in flight before the command waits
+/// for its reader.
+const EXEC_PIPE_BYTES: usize = 64 * 1024;
+
+/// How long the engine gets to record a finished exec's exit code.
+const EXEC_EXIT_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Which standard streams of an exec to attach (stderr always is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExecStdio {
+    pub stdin: bool,
+    pub stdout: bool,
+}
+
+/// A command running in a container; see [`Engine::exec_streaming`].
+pub struct ExecStreams {
+    /// Its stdout (empty when not attached).
+    pub stdout: Pin<Box<dyn AsyncRead + Send>>,
+    /// Its stderr: read it to its end or drop it.
+    pub stderr: Pin<Box<dyn AsyncRead + Send>>,
+    /// Its stdin (a sink when not attached); shut it down to close it.
+    pub stdin: Pin<Box<dyn AsyncWrite + Send>>,
+    /// Its exit code, once its output has ended.
+    pub exit_code: Pin<Box<dyn Future<Output = Result<i64, EngineError>> + Send>>,
 }
 
 /// A boxed stream, for what the engine streams back.
@@ -481,6 +512,156 @@ impl Engine {
                 what: what.clone(),
                 timeout,
             })?
+    }
+
+    /// Starts `command` in container `id` with its standard streams
+    /// attached as `stdio` asks and `env` (`KEY=value`) added to its
+    /// environment, and returns the streams as they flow: stdout and
+    /// stdin with backpressure (64 KiB in flight), stderr separately, and
+    /// the exit code once the command has ended.
+    ///
+    /// The caller must read `stderr` to its end or drop it (an unread
+    /// stderr stalls the command), and read `stdout` to its end when it
+    /// was attached; dropping an attached `stdout` early closes the
+    /// connection, so the command gets a broken pipe instead of running
+    /// on unseen. Shutting `stdin` down closes the command's stdin.
+    pub async fn exec_streaming(
+        &self,
+        id: &str,
+        command: &[String],
+        env: Vec<String>,
+        stdio: ExecStdio,
+    ) -> Result<ExecStreams, EngineError> {
+        let program = command.first().map_or("", String::as_str);
+        let what = format!("running `{program}` in container {id}");
+        let exec = self
+            .docker
+            .create_exec(
+                id,
+                CreateExecOptions {
+                    cmd: Some(command.to_vec()),
+                    env: Some(env).filter(|e| !e.is_empty()),
+                    attach_stdin: Some(stdio.stdin),
+                    attach_stdout: Some(stdio.stdout),
+                    attach_stderr: Some(true),
+                    tty: Some(false),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| self.error(what.clone(), e))?;
+        let started = self
+            .docker
+            .start_exec(
+                &exec.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty: false,
+                    output_capacity: Some(EXEC_PIPE_BYTES),
+                }),
+            )
+            .await
+            .map_err(|e| self.error(what.clone(), e))?;
+        let StartExecResults::Attached { mut output, input } = started else {
+            return Err(EngineError::Refused {
+                what,
+                status: 0,
+                reason: "the engine started the command detached".into(),
+            });
+        };
+        let stdin: Pin<Box<dyn AsyncWrite + Send>> = if stdio.stdin {
+            input
+        } else {
+            // Holding the unused half would keep the connection open
+            // after the reader is gone.
+            drop(input);
+            Box::pin(tokio::io::sink())
+        };
+        let (mut stdout_pipe, stdout) = tokio::io::duplex(EXEC_PIPE_BYTES);
+        let (mut stderr_pipe, stderr) = tokio::io::duplex(EXEC_PIPE_BYTES);
+        let engine = self.clone();
+        let pump_what = what.clone();
+        let pump = tokio::spawn(async move {
+            let mut stderr_open = true;
+            while let Some(frame) = output.next().await {
+                match frame {
+                    Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                        if stdout_pipe.write_all(&message).await.is_err() {
+                            // The reader is gone: end the connection.
+                            return Ok(());
+                        }
+                    }
+                    Ok(LogOutput::StdErr { message }) => {
+                        if stderr_open && stderr_pipe.write_all(&message).await.is_err() {
+                            stderr_open = false;
+                        }
+                    }
+                    Ok(LogOutput::StdIn { .. }) => {}
+                    Err(e) => return Err(engine.error(pump_what.clone(), e)),
+                }
+            }
+            Ok(())
+        });
+        let engine = self.clone();
+        let exec_id = exec.id;
+        let exit_code = async move {
+            match pump.await {
+                Ok(pumped) => pumped?,
+                Err(e) => {
+                    return Err(EngineError::Refused {
+                        what,
+                        status: 0,
+                        reason: format!("copying its output stopped: {e}"),
+                    });
+                }
+            }
+            // The output ends when the command does; the engine may take
+            // a moment to record the exit code.
+            let deadline = tokio::time::Instant::now() + EXEC_EXIT_PATIENCE;
+            loop {
+                let inspected = engine
+                    .docker
+                    .inspect_exec(&exec_id)
+                    .await
+                    .map_err(|e| engine.error(what.clone(), e))?;
+                if inspected.running != Some(true) {
+                    return Ok(inspected.exit_code.unwrap_or(-1));
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(EngineError::Timeout {
+                        what: format!("{what} (waiting for its exit code)"),
+                        timeout: EXEC_EXIT_PATIENCE,
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        Ok(ExecStreams {
+            stdout: Box::pin(stdout),
+            stderr: Box::pin(stderr),
+            stdin,
+            exit_code: Box::pin(exit_code),
+        })
+    }
+
+    /// Where the engine keeps volume `name` on this host.
+    pub async fn volume_mountpoint(&self, name: &str) -> Result<PathBuf, EngineError> {
+        let volume = self
+            .docker
+            .inspect_volume(name)
+            .await
+            .map_err(|e| self.error(format!("inspecting volume {name}"), e))?;
+        if volume.mountpoint.is_empty() {
+            return Err(EngineError::Refused {
+                what: format!("inspecting volume {name}"),
+                status: 0,
+                reason: format!(
+                    "the volume's driver ({}) has no mount point on this host",
+                    volume.driver
+                ),
+            });
+        }
+        Ok(PathBuf::from(volume.mountpoint))
     }
 
     /// Engine events about `owner`'s managed containers, until the engine

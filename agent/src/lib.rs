@@ -16,6 +16,7 @@
 pub mod agent;
 pub mod allocations;
 pub mod backoff;
+pub mod backup;
 pub mod config;
 pub mod connection;
 pub mod desired;

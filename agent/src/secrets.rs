@@ -93,6 +93,10 @@ struct Inner {
     ask: Notify,
     files: SecretFiles,
     wait: Duration,
+    /// What the allocations use (their last [`Secrets::retain`]).
+    allocations_use: Mutex<BTreeSet<SecretId>>,
+    /// What backup jobs are waiting for, with how many jobs wait for each.
+    jobs_use: Mutex<BTreeMap<SecretId, usize>>,
 }
 
 /// The agent's secrets; cheap to clone, shared by the runtime and the
@@ -128,6 +132,8 @@ impl Secrets {
                 ask: Notify::new(),
                 files,
                 wait,
+                allocations_use: Mutex::new(BTreeSet::new()),
+                jobs_use: Mutex::new(BTreeMap::new()),
             }),
         }
     }
@@ -319,9 +325,50 @@ impl Secrets {
         self.prepare(allocation).await.map(drop)
     }
 
-    /// Drops every value no allocation in `referenced` needs.
+    /// Drops every value no allocation in `referenced` needs (and no
+    /// backup job is waiting for).
     pub fn retain(&self, referenced: &BTreeSet<SecretId>) {
-        self.cache().retain(referenced);
+        lock(&self.inner.allocations_use).clone_from(referenced);
+        let mut keep = referenced.clone();
+        keep.extend(lock(&self.inner.jobs_use).keys().cloned());
+        self.cache().retain(&keep);
+    }
+
+    // --- Backup jobs' side.
+
+    /// The values of `refs` for a backup job, asked for like an
+    /// allocation's. The cache holds them only while jobs wait for them:
+    /// once they are handed over, it keeps only what allocations use.
+    pub async fn values_for(
+        &self,
+        refs: &[SecretRef],
+    ) -> Result<BTreeMap<SecretId, Zeroizing<Vec<u8>>>, SecretsError> {
+        let wanted: BTreeSet<SecretId> = refs.iter().map(SecretId::from_wire).collect();
+        if wanted.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        {
+            let mut jobs = lock(&self.inner.jobs_use);
+            for id in &wanted {
+                *jobs.entry(id.clone()).or_default() += 1;
+            }
+        }
+        let values = self.values(&wanted).await;
+        let mut keep = lock(&self.inner.allocations_use).clone();
+        {
+            let mut jobs = lock(&self.inner.jobs_use);
+            for id in &wanted {
+                if let Some(count) = jobs.get_mut(id) {
+                    *count -= 1;
+                    if *count == 0 {
+                        jobs.remove(id);
+                    }
+                }
+            }
+            keep.extend(jobs.keys().cloned());
+        }
+        self.cache().retain(&keep);
+        values
     }
 
     /// Removes the secret files of every allocation not in `keep`.
@@ -722,6 +769,41 @@ mod tests {
         assert!(!secrets.files().root().join("a-orphan").exists());
         secrets.clean_files(&BTreeSet::new());
         assert!(!files.exists());
+    }
+
+    #[tokio::test]
+    async fn a_backup_job_gets_its_values_and_the_cache_lets_them_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = secrets(dir.path(), Duration::from_secs(10));
+        // An allocation uses crm/db; the job wants it and its own key.
+        secrets.retain(&BTreeSet::from([SecretId::new("crm/db", 4)]));
+        let asker = secrets.clone();
+        let session = tokio::spawn(async move {
+            asker.asked().await;
+            let asked = asker.outstanding();
+            // The runtime's pass while the job waits must not drop them.
+            asker.retain(&BTreeSet::from([SecretId::new("crm/db", 4)]));
+            asker.deliver(SecretResponse {
+                values: vec![value("crm/db", 4, b"db"), value("crm/backup-key", 1, b"k")],
+                denied: vec![],
+            });
+            asked
+        });
+        let refs = [
+            reference("crm/db", 4).unwrap(),
+            reference("crm/backup-key", 1).unwrap(),
+        ];
+        let values = secrets.values_for(&refs).await.unwrap();
+        assert_eq!(session.await.unwrap().len(), 2);
+        assert_eq!(values[&SecretId::new("crm/backup-key", 1)].as_slice(), b"k");
+        assert_eq!(values[&SecretId::new("crm/db", 4)].as_slice(), b"db");
+        // Afterwards the cache keeps only what the allocation uses.
+        assert_eq!(secrets.cache().len(), 1);
+        assert_eq!(
+            secrets.cache().get(&SecretId::new("crm/db", 4)),
+            Known::Value(b"db")
+        );
+        assert!(secrets.values_for(&[]).await.unwrap().is_empty());
     }
 
     #[test]

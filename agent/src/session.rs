@@ -24,10 +24,14 @@
 //!   changes;
 //! - the secrets the runtime waits for go out as a `SecretRequest` right
 //!   after `Welcome` and whenever it asks for more (each once per stream);
-//!   the `SecretResponse` goes back to it. Values are never logged.
+//!   the `SecretResponse` goes back to it. Values are never logged;
+//! - a `BackupJob` goes to the backup runner; its `JobUpdate`s (progress,
+//!   then one result) go up as they come, and a result not acknowledged
+//!   when a stream ends is sent again on the next one.
 
 use crate::allocations::Allocations;
 use crate::backoff::Backoff;
+use crate::backup::runner::Backups;
 use crate::connection::{Connection, describe, is_certificate_alert, is_from_server, is_refusal};
 use crate::inventory;
 use crate::secret_cache::SecretId;
@@ -114,6 +118,7 @@ pub async fn run(
     shared: Arc<Shared>,
     options: SessionOptions,
     mut workloads: Option<Workloads>,
+    backups: Option<Backups>,
 ) {
     let mut backoff = Backoff::new(options.reconnect_base, options.reconnect_cap);
     let mut rng = StdRng::from_rng(&mut rand::rng());
@@ -124,6 +129,7 @@ pub async fn run(
             &shared,
             &options,
             workloads.as_mut(),
+            backups.as_ref(),
             &mut established,
         )
         .await;
@@ -187,6 +193,7 @@ async fn session_once(
     shared: &Arc<Shared>,
     options: &SessionOptions,
     mut workloads: Option<&mut Workloads>,
+    backups: Option<&Backups>,
     established: &mut Option<Instant>,
 ) -> Result<End, SessionError> {
     let identity = shared.identity();
@@ -264,16 +271,24 @@ async fn session_once(
     if let Some(workloads) = workloads.as_deref_mut() {
         let report = workloads.reports.borrow_and_update().clone();
         send_report(shared, &tx, report).await?;
-        send_secret_request(shared, &tx, workloads.allocations.secrets(), &mut asked).await?;
+    }
+    // The runtime's and the backup jobs' secrets (one `Secrets` when both run).
+    let secrets = workloads
+        .as_deref()
+        .map(|w| w.allocations.secrets().clone())
+        .or_else(|| backups.map(|b| b.secrets().clone()));
+    if let Some(secrets) = &secrets {
+        send_secret_request(shared, &tx, secrets, &mut asked).await?;
+    }
+    if let Some(backups) = backups {
+        backups.stream_restarted();
+        send_job_updates(&tx, backups, shared).await?;
     }
 
     // Log streams the control plane asked for; aborted with the session.
     let mut logs = LogTasks::default();
     loop {
         send_pending(shared, &tx).await?;
-        let secrets = workloads
-            .as_deref()
-            .map(|w| w.allocations.secrets().clone());
         let secrets_asked = async {
             match &secrets {
                 Some(secrets) => secrets.asked().await,
@@ -286,8 +301,19 @@ async fn session_once(
                 None => std::future::pending().await,
             }
         };
+        let jobs_ready = async {
+            match backups {
+                Some(backups) => backups.ready().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = shared.sample_pushed() => {}
+            () = jobs_ready => {
+                if let Some(backups) = backups {
+                    send_job_updates(&tx, backups, shared).await?;
+                }
+            }
             () = secrets_asked => {
                 if let Some(secrets) = &secrets {
                     send_secret_request(shared, &tx, secrets, &mut asked).await?;
@@ -305,6 +331,9 @@ async fn session_once(
                 Some(Ok(ControlMessage { body })) => match body {
                     Some(control_message::Body::Ack(ack)) => {
                         let acked = shared.buffer().ack(ack.seq);
+                        if let Some(backups) = backups {
+                            backups.acked(ack.seq);
+                        }
                         Counters::add(&shared.counters.samples_acked, acked as u64);
                         tracing::debug!(seq = ack.seq, acked, "acknowledged");
                     }
@@ -354,6 +383,10 @@ async fn session_once(
                             secrets.deliver(response);
                         }
                         None => tracing::debug!("ignoring secrets: this agent runs no containers"),
+                    },
+                    Some(control_message::Body::BackupJob(job)) => match backups {
+                        Some(backups) => backups.receive(job),
+                        None => tracing::warn!(job = %job.id, "this agent's backup runner did not start (see the log at start); ignoring a backup job"),
                     },
                     None => tracing::debug!("ignoring an empty control message"),
                 },
@@ -466,6 +499,20 @@ async fn send_secret_request(
         body: Some(agent_message::Body::SecretRequest(SecretRequest { refs })),
     };
     tx.send(message).await.map_err(|_| SessionError::SendFailed)
+}
+
+/// Sends the backup runner's progress and unsent results.
+async fn send_job_updates(
+    tx: &mpsc::Sender<AgentMessage>,
+    backups: &Backups,
+    shared: &Shared,
+) -> Result<(), SessionError> {
+    for message in backups.outbound(|| shared.next_seq()) {
+        tx.send(message)
+            .await
+            .map_err(|_| SessionError::SendFailed)?;
+    }
+    Ok(())
 }
 
 /// Sends an allocation report.

@@ -8,10 +8,17 @@
 //!   sample-to-ack latency.
 //! - `deploy`: time from `apply` to every replica healthy through a real
 //!   control plane and agent, against plain `docker run` on the same engine.
+//! - `policy`: the admission hook per decision, Wasm (wasmtime, the
+//!   control plane's own host) against the same rule in Rego (regorus).
+//! - `backup`: `argosy backup run` of a ≥ 1 GiB PostgreSQL database against
+//!   `pg_dump -Fc | zstd` (throughput, agent RSS), and `argosy backup
+//!   verify` against `pg_restore` (restore time).
 #![allow(clippy::print_stdout)]
 
+mod backup;
 mod deploy;
 mod footprint;
+mod policy;
 mod procfs;
 mod scale;
 mod spawn;
@@ -33,6 +40,10 @@ enum Command {
     ControlPlane(scale::Args),
     /// Apply → all replicas healthy, against plain Docker.
     Deploy(deploy::Args),
+    /// Admission policy cost per decision: Wasm against Rego.
+    Policy(policy::Args),
+    /// Backup throughput and restore time against pg_dump | zstd and pg_restore.
+    Backup(backup::Args),
 }
 
 #[tokio::main]
@@ -41,5 +52,7 @@ async fn main() -> anyhow::Result<()> {
         Command::AgentFootprint(args) => footprint::run(args).await,
         Command::ControlPlane(args) => scale::run(args).await,
         Command::Deploy(args) => deploy::run(args).await,
+        Command::Backup(args) => backup::run(args).await,
+        Command::Policy(args) => policy::run(args).await,
     }
 }

@@ -158,10 +158,26 @@ pub enum Action {
     ManageAlerts,
     /// Change one's own password or end one's own session.
     ManageOwnAccount,
+    /// List and show policies (their modules and configurations hold no
+    /// secret).
+    ReadPolicies,
+    /// Evaluate a policy on an input, with no side effect: people who
+    /// deploy check their specs against the policies.
+    TestPolicies,
+    /// Add, replace, enable, disable and remove policies: they govern every
+    /// deployment, so admins only.
+    ManagePolicies,
+    /// Backup policies, backups, jobs and their status.
+    ReadBackups,
+    /// Apply and remove backup policies; run, verify and restore backups
+    /// into new targets.
+    ManageBackups,
+    /// Restore a backup over its live source.
+    RestoreInPlace,
 }
 
 impl Action {
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 24] = [
         Action::ReadFleet,
         Action::ReadDeployments,
         Action::ReadLogs,
@@ -180,6 +196,12 @@ impl Action {
         Action::ReadAlerts,
         Action::ManageAlerts,
         Action::ManageOwnAccount,
+        Action::ReadPolicies,
+        Action::TestPolicies,
+        Action::ManagePolicies,
+        Action::ReadBackups,
+        Action::ManageBackups,
+        Action::RestoreInPlace,
     ];
 
     pub fn describe(self) -> &'static str {
@@ -202,6 +224,12 @@ impl Action {
             Action::ReadAlerts => "read alerts",
             Action::ManageAlerts => "manage alert rules, silences and channels",
             Action::ManageOwnAccount => "change its own password or end its own session",
+            Action::ReadPolicies => "read policies",
+            Action::TestPolicies => "test policies",
+            Action::ManagePolicies => "add, change or remove policies",
+            Action::ReadBackups => "read backups",
+            Action::ManageBackups => "manage backup policies and run, verify or restore backups",
+            Action::RestoreInPlace => "restore a backup over its live source",
         }
     }
 
@@ -214,23 +242,31 @@ impl Action {
             | Action::WhoAmI
             | Action::ReadSecrets
             | Action::ReadAlerts
+            | Action::ReadBackups
+            | Action::ReadPolicies
             | Action::ManageOwnAccount => Role::Viewer,
             Action::RevokeHost
             | Action::Deploy
             | Action::ReadLogs
             | Action::WriteSecrets
             | Action::ReadAudit
-            | Action::ManageAlerts => Role::Operator,
+            | Action::TestPolicies
+            | Action::ManageAlerts
+            | Action::ManageBackups => Role::Operator,
             Action::ManageJoinTokens
             | Action::ManageApiTokens
             | Action::RevealSecret
             | Action::RotateMasterKey
-            | Action::ManageUsers => Role::Admin,
+            | Action::ManagePolicies
+            | Action::ManageUsers
+            | Action::RestoreInPlace => Role::Admin,
         }
     }
 
     /// Actions a scoped principal may take without a target: reads whose
-    /// results the handler filters by scope, and its own account.
+    /// results the handler filters by scope, its own account, and the
+    /// fleet-wide policies it is subject to (reading and testing them;
+    /// changing them needs an unrestricted admin).
     fn filters_by_scope(self) -> bool {
         matches!(
             self,
@@ -241,6 +277,8 @@ impl Action {
                 | Action::ReadSecrets
                 | Action::ReadAlerts
                 | Action::ManageOwnAccount
+                | Action::ReadPolicies
+                | Action::TestPolicies
         )
     }
 }
@@ -414,6 +452,12 @@ mod tests {
             (ReadAlerts, [true, true, true]),
             (ManageAlerts, [true, true, false]),
             (ManageOwnAccount, [true, true, true]),
+            (ReadPolicies, [true, true, true]),
+            (TestPolicies, [true, true, false]),
+            (ManagePolicies, [true, false, false]),
+            (ReadBackups, [true, true, true]),
+            (ManageBackups, [true, true, false]),
+            (RestoreInPlace, [true, false, false]),
         ];
         assert_eq!(
             table.len(),
@@ -500,6 +544,7 @@ mod tests {
             Action::ManageApiTokens,
             Action::RotateMasterKey,
             Action::ReadAudit,
+            Action::ManagePolicies,
         ] {
             let err = authorize(&scoped, action, Target::Global).unwrap_err();
             assert!(matches!(err, Denied::Scope { .. }), "{action:?}");

@@ -466,3 +466,238 @@ impl From<pb::SecretVersionInfo> for SecretVersionJson {
         }
     }
 }
+
+// ---- backups ----
+
+/// How a backup policy stands, as JSON.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BackupPolicyStatusJson {
+    pub state: String,
+    pub reason: String,
+    pub last_success_at_ms: i64,
+    pub age_seconds: u64,
+    pub last_failure_at_ms: i64,
+    pub last_error: String,
+    pub last_verified_at_ms: i64,
+    pub last_verify: String,
+    pub measured_rto_ms: u64,
+    pub next_run_at_ms: i64,
+    pub next_verify_at_ms: i64,
+}
+
+/// A backup policy with its status, as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BackupPolicyJson {
+    pub name: String,
+    pub source_kind: String,
+    pub host_id: String,
+    pub schedule: String,
+    pub verify_schedule: String,
+    pub rpo_seconds: u64,
+    pub destinations: Vec<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub updated_by: String,
+    pub status: Option<BackupPolicyStatusJson>,
+    pub spec: String,
+}
+
+impl From<pb::BackupPolicy> for BackupPolicyJson {
+    fn from(p: pb::BackupPolicy) -> Self {
+        Self {
+            name: p.name,
+            source_kind: p.source_kind,
+            host_id: p.host_id,
+            schedule: p.schedule,
+            verify_schedule: p.verify_schedule,
+            rpo_seconds: p.rpo_seconds,
+            destinations: p.destinations,
+            created_at_ms: p.created_at_ms,
+            updated_at_ms: p.updated_at_ms,
+            updated_by: p.updated_by,
+            status: p.status.map(|s| BackupPolicyStatusJson {
+                state: s.state,
+                reason: s.reason,
+                last_success_at_ms: s.last_success_at_ms,
+                age_seconds: s.age_seconds,
+                last_failure_at_ms: s.last_failure_at_ms,
+                last_error: s.last_error,
+                last_verified_at_ms: s.last_verified_at_ms,
+                last_verify: s.last_verify,
+                measured_rto_ms: s.measured_rto_ms,
+                next_run_at_ms: s.next_run_at_ms,
+                next_verify_at_ms: s.next_verify_at_ms,
+            }),
+            spec: p.spec,
+        }
+    }
+}
+
+/// A table's rows in a manifest, or expected and restored in a verification.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TableCheckJson {
+    pub table: String,
+    pub expected_rows: u64,
+    pub restored_rows: u64,
+}
+
+/// Where a copy of an artifact is stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoredCopyJson {
+    pub destination: String,
+    pub location: String,
+    pub bytes: u64,
+}
+
+/// A backup's manifest as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BackupManifestJson {
+    pub source_kind: String,
+    pub raw_bytes: u64,
+    pub compressed_bytes: u64,
+    pub artifact_bytes: u64,
+    pub sha256: String,
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+    pub dump_ms: u64,
+    pub total_ms: u64,
+    pub tool_versions: BTreeMap<String, String>,
+    pub tables: BTreeMap<String, u64>,
+    pub copies: Vec<StoredCopyJson>,
+    pub encryption: String,
+    pub artifact: String,
+}
+
+impl From<pb::BackupManifest> for BackupManifestJson {
+    fn from(m: pb::BackupManifest) -> Self {
+        Self {
+            source_kind: m.source_kind,
+            raw_bytes: m.raw_bytes,
+            compressed_bytes: m.compressed_bytes,
+            artifact_bytes: m.artifact_bytes,
+            sha256: m.sha256,
+            started_at_ms: m.started_at_ms,
+            finished_at_ms: m.finished_at_ms,
+            dump_ms: m.dump_ms,
+            total_ms: m.total_ms,
+            tool_versions: m.tool_versions.into_iter().collect(),
+            tables: m.tables.into_iter().map(|t| (t.table, t.rows)).collect(),
+            copies: m
+                .copies
+                .into_iter()
+                .map(|c| StoredCopyJson {
+                    destination: c.destination,
+                    location: c.location,
+                    bytes: c.bytes,
+                })
+                .collect(),
+            encryption: m.encryption,
+            artifact: m.artifact,
+        }
+    }
+}
+
+fn table_checks(tables: Vec<pb::TableCheck>) -> Vec<TableCheckJson> {
+    tables
+        .into_iter()
+        .map(|t| TableCheckJson {
+            table: t.table,
+            expected_rows: t.expected_rows,
+            restored_rows: t.restored_rows,
+        })
+        .collect()
+}
+
+/// A backup as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BackupJson {
+    pub id: String,
+    pub policy: String,
+    pub host_id: String,
+    pub state: String,
+    pub trigger: String,
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+    pub error: String,
+    pub manifest: Option<BackupManifestJson>,
+    pub verify_state: String,
+    pub verified_at_ms: i64,
+    pub verify_error: String,
+    pub restore_ms: u64,
+    pub tables: Vec<TableCheckJson>,
+    pub created_by: String,
+}
+
+impl From<pb::Backup> for BackupJson {
+    fn from(b: pb::Backup) -> Self {
+        Self {
+            id: b.id,
+            policy: b.policy,
+            host_id: b.host_id,
+            state: b.state,
+            trigger: b.trigger,
+            started_at_ms: b.started_at_ms,
+            finished_at_ms: b.finished_at_ms,
+            error: b.error,
+            manifest: b.manifest.map(BackupManifestJson::from),
+            verify_state: b.verify_state,
+            verified_at_ms: b.verified_at_ms,
+            verify_error: b.verify_error,
+            restore_ms: b.restore_ms,
+            tables: table_checks(b.tables),
+            created_by: b.created_by,
+        }
+    }
+}
+
+/// A backup job as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BackupJobJson {
+    pub id: String,
+    pub kind: String,
+    pub policy: String,
+    pub backup_id: String,
+    pub host_id: String,
+    pub state: String,
+    pub trigger: String,
+    pub created_at_ms: i64,
+    pub finished_at_ms: i64,
+    pub error: String,
+    pub stage: String,
+    pub bytes: u64,
+    pub total_bytes: u64,
+    pub restore_ms: u64,
+    pub duration_ms: u64,
+    pub tables: Vec<TableCheckJson>,
+    pub pruned: Vec<String>,
+    pub manifest: Option<BackupManifestJson>,
+    pub created_by: String,
+}
+
+impl From<pb::BackupJobInfo> for BackupJobJson {
+    fn from(j: pb::BackupJobInfo) -> Self {
+        let progress = j.progress.unwrap_or_default();
+        let result = j.result.unwrap_or_default();
+        Self {
+            id: j.id,
+            kind: j.kind,
+            policy: j.policy,
+            backup_id: j.backup_id,
+            host_id: j.host_id,
+            state: j.state,
+            trigger: j.trigger,
+            created_at_ms: j.created_at_ms,
+            finished_at_ms: j.finished_at_ms,
+            error: j.error,
+            stage: progress.stage,
+            bytes: progress.bytes,
+            total_bytes: progress.total_bytes,
+            restore_ms: result.restore_ms,
+            duration_ms: result.duration_ms,
+            tables: table_checks(result.tables),
+            pruned: result.pruned,
+            manifest: result.manifest.map(BackupManifestJson::from),
+            created_by: j.created_by,
+        }
+    }
+}

@@ -301,6 +301,7 @@ pub async fn start(args: &ServerArgs) -> Result<Running, StartError> {
 
     tasks.push(tokio::spawn(sweep_loop(cp.clone(), shutdown_rx.clone())));
     tasks.push(tokio::spawn(deploy_loop(cp.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(backup_loop(cp.clone(), shutdown_rx.clone())));
     tasks.push(tokio::spawn(crate::deploy::rotation::run(
         cp.clone(),
         shutdown_rx.clone(),
@@ -362,6 +363,23 @@ async fn deploy_loop(cp: Arc<ControlPlane>, mut stop: tokio::sync::watch::Receiv
             _ = tick.tick() => {
                 if let Err(error) = cp.deploy.tick().await {
                     tracing::warn!(%error, "deployment controller tick failed; retrying");
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// Backup schedules, job deadlines and pre-deploy backups, every 2 s.
+async fn backup_loop(cp: Arc<ControlPlane>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                match cp.backups.tick(&cp.secrets).await {
+                    Ok(outcomes) => cp.pre_deploy_backups_done(outcomes).await,
+                    Err(error) => tracing::warn!(%error, "backup controller tick failed; retrying"),
                 }
             }
             _ = stop.changed() => break,

@@ -99,6 +99,7 @@ pub struct ControlPlane {
     pub store: Store,
     pub logs: crate::logs::LogRelay,
     pub deploy: crate::deploy::controller::Deployments,
+    pub backups: crate::backup::controller::Backups,
     pub fleet: Arc<Fleet>,
     pub ca: Arc<Ca>,
     pub writer: SampleWriter,
@@ -129,6 +130,11 @@ impl ControlPlane {
             secrets,
             writer: SampleWriter::spawn(store.clone()),
             logs: crate::logs::LogRelay::default(),
+            backups: crate::backup::controller::Backups::new(
+                store.clone(),
+                fleet.clone(),
+                clock.clone(),
+            ),
             deploy: crate::deploy::controller::Deployments::new(
                 store.clone(),
                 fleet.clone(),
@@ -145,6 +151,26 @@ impl ControlPlane {
             next_session_id: AtomicU64::new(1),
             last_token_touch: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Tells deployments waiting for their pre-deploy backup how it went:
+    /// the rollout begins, or the deployment fails saying why.
+    pub async fn pre_deploy_backups_done(
+        &self,
+        outcomes: Vec<crate::backup::controller::PreDeployOutcome>,
+    ) {
+        for outcome in outcomes {
+            let event = crate::deploy::rollout::Event::BackupDone {
+                result: outcome.result,
+            };
+            if let Err(error) = self
+                .deploy
+                .command(&outcome.deployment_id, event, "backup-controller")
+                .await
+            {
+                tracing::warn!(deployment = outcome.deployment_id, %error, "could not pass on the pre-deploy backup's outcome; retrying");
+            }
+        }
     }
 
     pub fn now_ms(&self) -> i64 {

@@ -15,6 +15,8 @@
 //!   e.g. 3 on a slow machine).
 //! - `ARGOSY_TEST_KEEP=1` — keep each test's folder (logs, data) instead of
 //!   deleting it; its path is printed.
+//! - `moto_server` on `PATH` — the S3 API the backup tests store to
+//!   ([`s3`]); `scripts/test` finds the one `.ci/run` installs.
 
 pub mod agent;
 pub mod alertmanager;
@@ -25,6 +27,8 @@ pub mod docker;
 pub mod env;
 pub mod process;
 pub mod receiver;
+pub mod s3;
+pub mod source_db;
 pub mod wait;
 
 pub use agent::Agent;

@@ -478,6 +478,18 @@ async fn a_failing_receiver_is_retried_and_shown(env: &TestEnv) -> anyhow::Resul
         ensure!(flaky["failures"].as_u64() >= Some(2), "{flaky}");
         ensure!(flaky["retrying"].as_u64() >= Some(1), "{flaky}");
         ensure!(flaky["delivered"] == 0, "{flaky}");
+        // Built-in rules may fire on this machine too (a disk over 90 %)
+        // and go to the same channel: the test's own notification is the
+        // one that must have been tried again.
+        let tried: Vec<_> = hook
+            .received()
+            .into_iter()
+            .filter(|r| r.body["alerts"][0]["alertname"] == "TestProcesses")
+            .collect();
+        ensure!(
+            tried.len() >= 2,
+            "the same notification is retried: {tried:?}"
+        );
         Ok(flaky)
     })
     .await?;
@@ -495,14 +507,6 @@ async fn a_failing_receiver_is_retried_and_shown(env: &TestEnv) -> anyhow::Resul
     );
     let table = cp.cli().run(&["alert", "channel", "list"]).await?.ok()?;
     ensure!(table.stdout.contains("HTTP 500"), "{}", table.stdout);
-    let tried = hook.received();
-    ensure!(
-        tried.len() >= 2
-            && tried
-                .iter()
-                .all(|r| r.body["alerts"][0]["alertname"] == "TestProcesses"),
-        "the same notification is retried: {tried:?}"
-    );
 
     // The alert over HTTP, acknowledged there.
     let firing = wait_listed(&cp, "TestProcesses", "firing").await?;

@@ -7,7 +7,7 @@
 //! pure modules; this file only moves data.
 
 use super::evaluate::{self, AlertSnapshot, ChangeKind, Context, Outcome, Policy, SeriesState};
-use super::facts::{self, AllocationFacts, DeploymentOutcome, Facts, HostFacts};
+use super::facts::{self, AllocationFacts, BackupPolicyFacts, DeploymentOutcome, Facts, HostFacts};
 use super::notify::{self, Links, Payload};
 use super::routing::{self, ALERTMANAGER_RESEND_MS, Channel, ChannelKind};
 use super::rules::{Rule, Signal, builtin_rules};
@@ -249,13 +249,39 @@ async fn gather_facts(
             .collect(),
         None => Vec::new(),
     };
+    let backup_rules = rules.iter().any(|r| {
+        r.enabled
+            && matches!(
+                r.signal,
+                Signal::BackupFailed | Signal::BackupOverdue | Signal::BackupVerificationFailed
+            )
+    });
+    let backup_policies = if backup_rules {
+        let mut policies = Vec::new();
+        for row in cp.store.backup_policies().await? {
+            let backups = cp
+                .store
+                .backups(Some(&row.name), BACKUPS_PER_POLICY)
+                .await?;
+            policies.push(BackupPolicyFacts::from_rows(&row, &backups));
+        }
+        policies
+    } else {
+        Vec::new()
+    };
     Ok(Facts {
         hosts,
         allocations,
         deployments,
+        backup_policies,
         watching_since_ms,
     })
 }
+
+/// The newest backups of a policy read for its alerts: enough to find the
+/// newest success, failure and verification of any policy that is not
+/// failing for weeks (and one that is, is past its RPO anyway).
+const BACKUPS_PER_POLICY: i64 = 200;
 
 fn alert_row(a: &AlertSnapshot, now_ms: i64) -> AlertRow {
     AlertRow {

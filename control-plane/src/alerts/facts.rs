@@ -1,15 +1,20 @@
 //! What the fleet looks like to the alert rules: plain facts about hosts
 //! (status, latest sample, certificate), allocations (state, health,
-//! restarts, OOM kills) and finished deployments, turned into one
+//! restarts, OOM kills), finished deployments and backup policies (their
+//! newest backup and verification, their RPO), turned into one
 //! [`Observation`] per subject a rule selects. Pure: the evaluation loop
-//! gathers the facts, this decides what they mean.
+//! gathers the facts, this decides what they mean (a policy's standing
+//! against its RPO is `backup::status`'s decision).
 
 use super::evaluate::{Observation, Reading};
 use super::rules::{
     Labels, RESERVED_LABELS, Rule, STABLE_RUN_MS, Selector, Signal, Subject, number,
 };
-use crate::store::{Metric, SampleRow};
+use crate::backup::retention::Candidate;
+use crate::backup::status::{self, PolicyFacts};
+use crate::store::{BackupPolicyRow, BackupRow, Metric, SampleRow};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 /// A host as alerting sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +61,51 @@ pub struct DeploymentOutcome {
     pub finished_at_ms: i64,
 }
 
+/// A backup policy: what its backups say, and its RPO.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupPolicyFacts {
+    pub name: String,
+    /// The service whose host runs it (`service:` policies).
+    pub service: Option<String>,
+    pub rpo: Duration,
+    /// With `created_at_ms` set, so that a policy that never succeeded
+    /// becomes overdue.
+    pub backups: PolicyFacts,
+}
+
+impl BackupPolicyFacts {
+    /// A stored policy and its newest backups (any order).
+    pub fn from_rows(row: &BackupPolicyRow, backups: &[BackupRow]) -> Self {
+        let service = stored_policy_service(&row.spec, &row.format);
+        let candidates: Vec<Candidate> = backups.iter().map(Candidate::from).collect();
+        BackupPolicyFacts {
+            name: row.name.clone(),
+            service,
+            rpo: Duration::from_secs(u64::try_from(row.rpo_seconds).unwrap_or(0)),
+            backups: PolicyFacts {
+                created_at_ms: Some(row.created_at_ms),
+                ..PolicyFacts::from_backups(&candidates)
+            },
+        }
+    }
+}
+
+/// The `service:` of a stored policy. Only that field is read: the spec was
+/// validated when it was applied, and validating it again (its schedule's
+/// longest gap included) at every evaluation would cost milliseconds per
+/// policy. A spec that cannot be read has none.
+fn stored_policy_service(spec: &str, format: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct RunsOnService {
+        service: Option<String>,
+    }
+    let read = match format {
+        "toml" => toml::from_str::<RunsOnService>(spec).ok(),
+        _ => serde_saphyr::from_str::<RunsOnService>(spec).ok(),
+    };
+    read?.service
+}
+
 /// Everything the rules look at, gathered once per evaluation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Facts {
@@ -63,6 +113,8 @@ pub struct Facts {
     pub allocations: Vec<AllocationFacts>,
     /// Recently finished deployments (any order).
     pub deployments: Vec<DeploymentOutcome>,
+    /// Every backup policy (gathered only while a backup rule is enabled).
+    pub backup_policies: Vec<BackupPolicyFacts>,
     /// When this control plane started watching the fleet: hosts cannot
     /// have reported to it before.
     pub watching_since_ms: i64,
@@ -170,7 +222,80 @@ pub fn observe(rule: &Rule, facts: &Facts, now_ms: i64) -> Vec<Observation> {
             .filter_map(|(a, host)| observe_allocation(rule.signal, a, host, now_ms))
             .collect(),
         Signal::DeploymentFailed => observe_deployments(&rule.selector, facts),
+        Signal::BackupFailed | Signal::BackupOverdue | Signal::BackupVerificationFailed => facts
+            .backup_policies
+            .iter()
+            .filter(|p| {
+                let services = p.service.as_slice();
+                rule.selector.matches(&Subject {
+                    services,
+                    ..Subject::default()
+                })
+            })
+            .filter_map(|p| observe_backup_policy(rule.signal, p, now_ms))
+            .collect(),
     }
+}
+
+/// One backup policy's reading of a backup signal: the newest backup's
+/// failure and the newest verification's failure are events (keyed by the
+/// backup, and the verification's time), the RPO a level.
+fn observe_backup_policy(
+    signal: Signal,
+    policy: &BackupPolicyFacts,
+    now_ms: i64,
+) -> Option<Observation> {
+    let mut labels: Labels = [("policy".to_owned(), policy.name.clone())].into();
+    if let Some(service) = &policy.service {
+        labels.insert("service".into(), service.clone());
+    }
+    let first_line = |text: &str| text.lines().next().unwrap_or_default().trim().to_owned();
+    let (reading, detail) = match signal {
+        Signal::BackupFailed => {
+            let failure = policy.backups.latest_backup_failed()?;
+            let detail = format!(
+                "backup {} of policy {} failed: {}",
+                failure.backup_id,
+                policy.name,
+                first_line(&failure.error)
+            );
+            let reading = Reading::Event {
+                key: failure.backup_id.clone(),
+                at_ms: failure.failed_at_ms,
+            };
+            (reading, detail)
+        }
+        Signal::BackupOverdue => {
+            let status = status::evaluate(&policy.backups, policy.rpo, now_ms);
+            let value = if status.rpo_breached { 1.0 } else { 0.0 };
+            let detail = format!("backup policy {}: {}", policy.name, status.reason);
+            (Reading::Level(value), detail)
+        }
+        Signal::BackupVerificationFailed => {
+            let verification = policy
+                .backups
+                .last_verification
+                .as_ref()
+                .filter(|v| !v.passed)?;
+            let detail = format!(
+                "verification of backup {} of policy {} failed: {}",
+                verification.backup_id,
+                policy.name,
+                first_line(&verification.error)
+            );
+            let reading = Reading::Event {
+                key: format!("{}@{}", verification.backup_id, verification.at_ms),
+                at_ms: verification.at_ms,
+            };
+            (reading, detail)
+        }
+        _ => return None,
+    };
+    Some(Observation {
+        labels,
+        reading,
+        detail,
+    })
 }
 
 fn observe_hosts(rule: &Rule, facts: &Facts, now_ms: i64) -> Vec<Observation> {
@@ -705,6 +830,246 @@ mod tests {
         .validate(false)
         .unwrap();
         assert_eq!(observe(&crm_only, &facts, NOW).len(), 1);
+    }
+
+    fn policy(name: &str, service: Option<&str>, backups: PolicyFacts) -> BackupPolicyFacts {
+        BackupPolicyFacts {
+            name: name.into(),
+            service: service.map(str::to_owned),
+            rpo: Duration::from_secs(6 * 3600),
+            backups: PolicyFacts {
+                created_at_ms: Some(NOW - 30 * 86_400_000),
+                ..backups
+            },
+        }
+    }
+
+    fn candidate(id: &str, taken_at_ms: i64, state: &str) -> crate::backup::retention::Candidate {
+        crate::backup::retention::Candidate {
+            id: id.into(),
+            taken_at_ms,
+            finished_at_ms: Some(taken_at_ms + 60_000),
+            state: state.into(),
+            verify_state: "not-verified".into(),
+            verified_at_ms: None,
+            restore_ms: None,
+            error: (state == "failed")
+                .then(|| "S3 upload failed: 503 Slow Down\nretries: 5".into()),
+            verify_error: None,
+        }
+    }
+
+    fn backup_facts(backups: &[crate::backup::retention::Candidate]) -> PolicyFacts {
+        PolicyFacts::from_backups(backups)
+    }
+
+    #[test]
+    fn a_failed_newest_backup_is_an_event_of_its_policy() {
+        const HOUR: i64 = 3_600_000;
+        let facts = Facts {
+            backup_policies: vec![
+                policy(
+                    "crm-db",
+                    Some("crm"),
+                    backup_facts(&[
+                        candidate("b-2", NOW - HOUR, "failed"),
+                        candidate("b-1", NOW - 3 * HOUR, "ok"),
+                    ]),
+                ),
+                // A failure followed by a success is history.
+                policy(
+                    "files",
+                    None,
+                    backup_facts(&[
+                        candidate("b-4", NOW - HOUR, "ok"),
+                        candidate("b-3", NOW - 3 * HOUR, "failed"),
+                    ]),
+                ),
+            ],
+            ..Facts::default()
+        };
+        let seen = observe(&builtin("BackupFailed"), &facts, NOW);
+        assert_eq!(seen.len(), 1);
+        assert_eq!(
+            seen[0].reading,
+            Reading::Event {
+                key: "b-2".into(),
+                at_ms: NOW - HOUR + 60_000
+            }
+        );
+        assert_eq!(
+            seen[0].labels,
+            [
+                ("policy".to_owned(), "crm-db".to_owned()),
+                ("service".to_owned(), "crm".to_owned())
+            ]
+            .into()
+        );
+        assert_eq!(
+            seen[0].detail,
+            "backup b-2 of policy crm-db failed: S3 upload failed: 503 Slow Down"
+        );
+        // A policy that never succeeded and whose backup failed.
+        let never = Facts {
+            backup_policies: vec![policy(
+                "new",
+                None,
+                backup_facts(&[candidate("b-9", NOW - HOUR, "failed")]),
+            )],
+            ..Facts::default()
+        };
+        assert_eq!(observe(&builtin("BackupFailed"), &never, NOW).len(), 1);
+        // Selected by service: host-bound policies have none.
+        let crm_only = RuleDefinition {
+            name: "CrmBackupFailed".into(),
+            metric: "backup_failed".into(),
+            service: Some("crm".into()),
+            ..RuleDefinition::default()
+        }
+        .validate(false)
+        .unwrap();
+        assert_eq!(observe(&crm_only, &never, NOW).len(), 0);
+        assert_eq!(observe(&crm_only, &facts, NOW).len(), 1);
+    }
+
+    #[test]
+    fn backups_older_than_the_rpo_are_overdue() {
+        const HOUR: i64 = 3_600_000;
+        let mut fresh_policy = policy("new", None, PolicyFacts::default());
+        fresh_policy.backups.created_at_ms = Some(NOW - HOUR);
+        let facts = Facts {
+            backup_policies: vec![
+                policy(
+                    "fresh",
+                    None,
+                    backup_facts(&[candidate("b-1", NOW - HOUR, "ok")]),
+                ),
+                policy(
+                    "stale",
+                    None,
+                    backup_facts(&[candidate("b-2", NOW - 7 * HOUR, "ok")]),
+                ),
+                policy(
+                    "at-rpo",
+                    None,
+                    backup_facts(&[candidate("b-3", NOW - 6 * HOUR, "ok")]),
+                ),
+                // Created a month ago, never succeeded.
+                policy("never", None, PolicyFacts::default()),
+                // Created an hour ago: its first backup still has time.
+                fresh_policy,
+            ],
+            ..Facts::default()
+        };
+        let seen = observe(&builtin("BackupOverdue"), &facts, NOW);
+        let values: Vec<(String, f64)> = seen
+            .iter()
+            .map(|o| match o.reading {
+                Reading::Level(v) => (o.labels["policy"].clone(), v),
+                _ => panic!("a level"),
+            })
+            .collect();
+        assert_eq!(
+            values,
+            [
+                ("fresh".to_owned(), 0.0),
+                ("stale".to_owned(), 1.0),
+                ("at-rpo".to_owned(), 0.0),
+                ("never".to_owned(), 1.0),
+                ("new".to_owned(), 0.0),
+            ]
+        );
+        assert_eq!(
+            seen[1].detail,
+            "backup policy stale: last success 7h ago, RPO 6h"
+        );
+        assert!(
+            seen[3]
+                .detail
+                .starts_with("backup policy never: no successful backup yet")
+        );
+    }
+
+    #[test]
+    fn a_failed_newest_verification_is_an_event_keyed_by_backup_and_time() {
+        const HOUR: i64 = 3_600_000;
+        let mut bad = candidate("b-2", NOW - 3 * HOUR, "ok");
+        bad.verify_state = "failed".into();
+        bad.verified_at_ms = Some(NOW - HOUR);
+        bad.verify_error =
+            Some("artifact b-2 is missing from every destination (local, offsite)".into());
+        let mut good = candidate("b-1", NOW - 5 * HOUR, "ok");
+        good.verify_state = "ok".into();
+        good.verified_at_ms = Some(NOW - 2 * HOUR);
+        let facts = Facts {
+            backup_policies: vec![policy(
+                "crm-db",
+                None,
+                backup_facts(&[bad.clone(), good.clone()]),
+            )],
+            ..Facts::default()
+        };
+        let seen = observe(&builtin("BackupVerificationFailed"), &facts, NOW);
+        assert_eq!(seen.len(), 1);
+        assert_eq!(
+            seen[0].reading,
+            Reading::Event {
+                key: format!("b-2@{}", NOW - HOUR),
+                at_ms: NOW - HOUR
+            }
+        );
+        assert_eq!(
+            seen[0].detail,
+            "verification of backup b-2 of policy crm-db failed: artifact b-2 is missing from every destination (local, offsite)"
+        );
+        // A newer verification that passed: nothing to report.
+        good.verified_at_ms = Some(NOW - 10 * 60_000);
+        let facts = Facts {
+            backup_policies: vec![policy("crm-db", None, backup_facts(&[bad, good]))],
+            ..Facts::default()
+        };
+        assert!(observe(&builtin("BackupVerificationFailed"), &facts, NOW).is_empty());
+    }
+
+    #[test]
+    fn stored_policies_become_facts() {
+        let row = BackupPolicyRow {
+            name: "crm-db".into(),
+            spec: crate::backup::spec::example().into(),
+            format: "yaml".into(),
+            source_kind: "postgres".into(),
+            schedule: "0 */2 * * *".into(),
+            verify_schedule: String::new(),
+            rpo_seconds: 6 * 3600,
+            created_at_ms: NOW - 1_000,
+            updated_at_ms: NOW - 1_000,
+            updated_by: "user:alice".into(),
+            last_scheduled_ms: None,
+            last_verify_scheduled_ms: None,
+        };
+        let facts = BackupPolicyFacts::from_rows(&row, &[]);
+        assert_eq!(facts.service.as_deref(), Some("crm-postgres"));
+        let toml = BackupPolicyRow {
+            spec: "name = \"crm-db\"\nservice = \"crm\"\n".into(),
+            format: "toml".into(),
+            ..row.clone()
+        };
+        assert_eq!(
+            BackupPolicyFacts::from_rows(&toml, &[]).service.as_deref(),
+            Some("crm")
+        );
+        let on_a_host = BackupPolicyRow {
+            spec: "name: crm-db\nhost: db-1\n".into(),
+            ..row.clone()
+        };
+        assert_eq!(BackupPolicyFacts::from_rows(&on_a_host, &[]).service, None);
+        assert_eq!(facts.rpo, Duration::from_secs(6 * 3600));
+        assert_eq!(facts.backups.created_at_ms, Some(NOW - 1_000));
+        let broken = BackupPolicyRow {
+            spec: "not: [a policy".into(),
+            ..row
+        };
+        assert_eq!(BackupPolicyFacts::from_rows(&broken, &[]).service, None);
     }
 
     #[test]

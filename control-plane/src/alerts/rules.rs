@@ -16,7 +16,7 @@ pub type Labels = BTreeMap<String, String>;
 
 /// Label names an alert carries itself; host labels with these names are
 /// not copied onto alerts.
-pub const RESERVED_LABELS: [&str; 8] = [
+pub const RESERVED_LABELS: [&str; 9] = [
     "alertname",
     "severity",
     "host",
@@ -25,6 +25,7 @@ pub const RESERVED_LABELS: [&str; 8] = [
     "service",
     "allocation",
     "deployment",
+    "policy",
 ];
 
 /// How bad a firing alert is. Ordered: `Info < Warning < Critical`, so a
@@ -149,6 +150,13 @@ pub enum Signal {
     OomKill,
     /// A deployment ended failed or reverted.
     DeploymentFailed,
+    /// The newest backup of a backup policy failed.
+    BackupFailed,
+    /// 1 while a backup policy is past its RPO: its newest successful
+    /// backup is older than the RPO, or it has none and is older than it.
+    BackupOverdue,
+    /// The newest verification (a real restore) of a policy's backups failed.
+    BackupVerificationFailed,
 }
 
 /// How long an allocation must run healthily before its past restarts stop
@@ -175,6 +183,7 @@ pub enum SubjectKind {
     Host,
     Allocation,
     Service,
+    BackupPolicy,
 }
 
 impl Signal {
@@ -182,7 +191,8 @@ impl Signal {
     pub const NAMES: &'static str = "cpu, memory (memory_percent), disk (disk_used_percent), \
          load (load1), load5, load15, memory_used, memory_available, swap_used, net_rx, net_tx, \
          uptime, processes, offline_seconds, certificate_days_left, allocation_unhealthy, \
-         allocation_restarts, oom_kill, deployment_failed";
+         allocation_restarts, oom_kill, deployment_failed, backup_failed, backup_overdue, \
+         backup_verification_failed";
 
     pub fn name(self) -> &'static str {
         match self {
@@ -193,13 +203,22 @@ impl Signal {
             Signal::AllocationRestarts => "allocation_restarts",
             Signal::OomKill => "oom_kill",
             Signal::DeploymentFailed => "deployment_failed",
+            Signal::BackupFailed => "backup_failed",
+            Signal::BackupOverdue => "backup_overdue",
+            Signal::BackupVerificationFailed => "backup_verification_failed",
         }
     }
 
     /// Events fire when they happen and stay firing for the rule's
     /// `keep_firing_for`; they take no comparison, threshold or `for`.
     pub fn is_event(self) -> bool {
-        matches!(self, Signal::OomKill | Signal::DeploymentFailed)
+        matches!(
+            self,
+            Signal::OomKill
+                | Signal::DeploymentFailed
+                | Signal::BackupFailed
+                | Signal::BackupVerificationFailed
+        )
     }
 
     pub fn subject(self) -> SubjectKind {
@@ -211,6 +230,9 @@ impl Signal {
                 SubjectKind::Allocation
             }
             Signal::DeploymentFailed => SubjectKind::Service,
+            Signal::BackupFailed | Signal::BackupOverdue | Signal::BackupVerificationFailed => {
+                SubjectKind::BackupPolicy
+            }
         }
     }
 
@@ -227,7 +249,12 @@ impl Signal {
             Signal::OfflineSeconds => "s",
             Signal::CertificateDaysLeft => "days",
             Signal::AllocationRestarts => "restarts",
-            Signal::AllocationUnhealthy | Signal::OomKill | Signal::DeploymentFailed => "",
+            Signal::AllocationUnhealthy
+            | Signal::OomKill
+            | Signal::DeploymentFailed
+            | Signal::BackupFailed
+            | Signal::BackupOverdue
+            | Signal::BackupVerificationFailed => "",
         }
     }
 }
@@ -253,6 +280,9 @@ impl FromStr for Signal {
                 "allocation_restarts" => Signal::AllocationRestarts,
                 "oom_kill" => Signal::OomKill,
                 "deployment_failed" => Signal::DeploymentFailed,
+                "backup_failed" => Signal::BackupFailed,
+                "backup_overdue" => Signal::BackupOverdue,
+                "backup_verification_failed" => Signal::BackupVerificationFailed,
                 other => Signal::Host(other.parse().map_err(|_| {
                     format!("unknown metric {other:?}: use one of {}", Signal::NAMES)
                 })?),
@@ -607,11 +637,18 @@ impl RuleDefinition {
         if let Some(service) = &self.service {
             check_label_part("service", service, &mut problems);
         }
-        if signal.is_some_and(|s| s.subject() == SubjectKind::Service)
+        let about = match signal.map(Signal::subject) {
+            Some(SubjectKind::Service) => Some("services"),
+            Some(SubjectKind::BackupPolicy) => {
+                Some("backup policies (by the service they back up)")
+            }
+            Some(SubjectKind::Host | SubjectKind::Allocation) | None => None,
+        };
+        if let Some(about) = about
             && (self.region.is_some() || !self.labels.is_empty() || self.host.is_some())
         {
             problems.push(format!(
-                "{} is about services: select with --service only",
+                "{} is about {about}: select with --service only",
                 self.metric
             ));
         }
@@ -846,6 +883,36 @@ pub fn builtin_rules(agent_cert_ttl_ms: i64) -> Vec<Rule> {
             60 * MIN,
             Severity::Critical,
         ),
+        // A failed backup stays firing 6 hours, longer than the usual
+        // schedule's gap, so that failing every run is one alert, not one
+        // per run; a failed verification (usually daily) stays a day.
+        rule(
+            "BackupFailed",
+            Signal::BackupFailed,
+            Above,
+            0.0,
+            0,
+            6 * 60 * MIN,
+            Severity::Critical,
+        ),
+        rule(
+            "BackupOverdue",
+            Signal::BackupOverdue,
+            Above,
+            0.0,
+            0,
+            0,
+            Severity::Critical,
+        ),
+        rule(
+            "BackupVerificationFailed",
+            Signal::BackupVerificationFailed,
+            Above,
+            0.0,
+            0,
+            24 * 60 * MIN,
+            Severity::Warning,
+        ),
         rule(
             "AgentCertificateExpiring",
             Signal::CertificateDaysLeft,
@@ -975,6 +1042,41 @@ mod tests {
     }
 
     #[test]
+    fn backup_signals_are_about_policies() {
+        for (name, event) in [
+            ("backup_failed", true),
+            ("backup_overdue", false),
+            ("backup_verification_failed", true),
+        ] {
+            let signal: Signal = name.parse().unwrap();
+            assert_eq!(signal.name(), name);
+            assert_eq!(signal.is_event(), event, "{name}");
+            assert_eq!(signal.subject(), SubjectKind::BackupPolicy);
+            assert!(Signal::NAMES.contains(name), "{name}");
+        }
+        let rule = RuleDefinition {
+            service: Some("crm".into()),
+            severity: Some("critical".into()),
+            ..definition("CrmBackupFailed", "backup_failed")
+        }
+        .validate(false)
+        .unwrap();
+        assert_eq!(rule.keep_firing_for_ms, DEFAULT_EVENT_KEEP_FIRING_MS);
+        let err = RuleDefinition {
+            labels: [("role".to_owned(), "db".to_owned())].into(),
+            threshold: Some(0.0),
+            ..definition("X", "backup_overdue")
+        }
+        .validate(false)
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("backup_overdue is about backup policies (by the service they back up): select with --service only"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn durations_are_bounded() {
         let err = RuleDefinition {
             threshold: Some(1.0),
@@ -1049,7 +1151,7 @@ mod tests {
     #[test]
     fn builtins_are_valid_and_round_trip_through_definitions() {
         let rules = builtin_rules(24 * 3_600_000);
-        assert_eq!(rules.len(), 9);
+        assert_eq!(rules.len(), 12);
         for rule in &rules {
             let again = RuleDefinition::from(rule).validate(true).unwrap();
             assert_eq!(&again, rule, "{}", rule.name);
@@ -1080,6 +1182,9 @@ mod tests {
                 "allocation_restarts >= 3 restarts",
                 "oom_kill (stays firing 30m)",
                 "deployment_failed (stays firing 1h)",
+                "backup_failed (stays firing 6h)",
+                "backup_overdue > 0",
+                "backup_verification_failed (stays firing 24h)",
                 "certificate_days_left < 0.25 days",
             ]
         "#]]

@@ -145,7 +145,8 @@ pub(super) struct AddRuleArgs {
     name: String,
     /// What to watch: cpu, memory, disk, load, load5, load15, swap_used,
     /// net_rx, net_tx, processes, offline_seconds, certificate_days_left,
-    /// allocation_unhealthy, allocation_restarts, oom_kill, deployment_failed.
+    /// allocation_unhealthy, allocation_restarts, oom_kill, deployment_failed,
+    /// backup_failed, backup_overdue, backup_verification_failed.
     #[arg(long)]
     metric: String,
     /// >, >=, < or <= (default >); events take none.

@@ -71,6 +71,7 @@ pub(super) async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
             json!({
                 "service": applied.service, "revision": applied.revision, "created": applied.created,
                 "deployment": applied.deployment.as_ref().map(deployment_json),
+                "warnings": applied.warnings, "defaults_applied": applied.defaults_applied,
             })
         ),
         Output::Table => {
@@ -86,6 +87,12 @@ pub(super) async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
                     "{} revision {} is already deployed: nothing to do",
                     applied.service, applied.revision
                 );
+            }
+            for filled in &applied.defaults_applied {
+                println!("default filled in: {filled}");
+            }
+            for warning in &applied.warnings {
+                println!("warning: {warning}");
             }
         }
     }

@@ -5,11 +5,13 @@
 
 mod alerts;
 mod audit;
+mod backups;
 mod client;
 mod commands;
 mod deploy;
 mod dev;
 mod output;
+mod policies;
 mod secrets;
 mod users;
 
@@ -99,6 +101,12 @@ enum Command {
     /// Alerts, silences, alert rules and notification channels.
     #[command(subcommand)]
     Alert(alerts::AlertCommand),
+    /// Wasm policies: admission, placement and canary analysis.
+    #[command(subcommand)]
+    Policy(policies::PolicyCommand),
+    /// Backups: policies, running, verifying and restoring.
+    #[command(subcommand)]
+    Backup(backups::BackupCommand),
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -167,8 +175,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Scale(args) => deploy::scale(args).await,
         Command::Stop(args) => deploy::stop(args).await,
         Command::Secret(command) => secrets::secret(command).await,
+        Command::Policy(command) => policies::policy(command).await,
         Command::Keys(command) => secrets::keys(command).await,
         Command::Audit(command) => audit::audit(command).await,
         Command::Alert(command) => alerts::alert(command).await,
+        Command::Backup(command) => backups::backup(command).await,
     }
 }

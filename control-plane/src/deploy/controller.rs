@@ -25,7 +25,8 @@
 use super::model::{Placement, RegionCount, ServiceSpec};
 use super::rollout::{self, Deployment, Effect, Event, Health, Observed, ObservedAllocation};
 use super::scheduler::{
-    self, AllocationRequest, Capacity, HostCandidate, HostPort, HostedAllocation, SchedulerConfig,
+    self, AllocationRequest, Capacity, HostCandidate, HostPolicies, HostPort, HostedAllocation,
+    SchedulerConfig,
 };
 use super::secret_access::HostSecrets;
 use super::secret_catalog::{self, ResolveError, SecretCatalog};
@@ -34,6 +35,11 @@ use super::spec::{self, Format, SpecErrors};
 use super::wire;
 use crate::clock::Clock;
 use crate::fleet::Fleet;
+use crate::policy::defaults::{self, DocumentError};
+use crate::policy::input::{
+    self as policy_input, AdmitInput, BackupFact, Facts, Now, ServiceState,
+};
+use crate::policy::{AnalysisAction, Limits as PolicyLimits, Policies};
 use crate::secrets::random_id;
 use crate::store::{AllocationRow, DeploymentRow, RevisionRow, ServiceRow, Store, StoreError};
 use argosy_proto::v1::{self as pb, allocation_status, control_message};
@@ -110,6 +116,12 @@ pub enum DeployError {
     MissingSecrets(#[from] UnresolvedSecrets),
     #[error("{0}")]
     SecretStore(String),
+    #[error("policies refused {service}:\n{}", .reasons.join("\n"))]
+    Denied {
+        service: String,
+        /// Every reason, each naming its policy.
+        reasons: Vec<String>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -121,7 +133,25 @@ pub struct Applied {
     pub revision: i64,
     pub created: bool,
     pub deployment: Option<DeploymentRow>,
+    /// Warnings from `deployment.admit` policies, each naming its policy.
+    pub warnings: Vec<String>,
+    /// Fields admission policies filled in (`resources.memory (policy
+    /// default-memory)`); the stored revision includes them.
+    pub defaults_applied: Vec<String>,
 }
+
+/// A spec that passed admission: the text to store (the author's, or the
+/// completed document when policies filled in defaults) and its spec.
+struct Admitted {
+    text: String,
+    spec: ServiceSpec,
+    warnings: Vec<String>,
+    defaults_applied: Vec<String>,
+}
+
+/// How many times admission runs at most when policies keep filling in
+/// defaults (each round sees the previous rounds' defaults).
+const ADMISSION_ROUNDS: usize = 3;
 
 impl From<ResolveError> for DeployError {
     fn from(error: ResolveError) -> Self {
@@ -184,6 +214,7 @@ pub struct Deployments {
     lock: tokio::sync::Mutex<()>,
     revisions: Mutex<HashMap<(String, i64), ParsedRevision>>,
     events: broadcast::Sender<String>,
+    policies: Arc<Policies>,
 }
 
 fn revision_id(number: i64) -> String {
@@ -402,7 +433,6 @@ fn host_gone_text(host_id: &str, hosts: &[HostCandidate], now_ms: i64, since_ms:
 impl Deployments {
     pub fn new(store: Store, fleet: Arc<Fleet>, clock: Arc<dyn Clock>) -> Self {
         Self {
-            store,
             fleet,
             started_ms: clock.now_ms(),
             clock,
@@ -412,7 +442,14 @@ impl Deployments {
             lock: tokio::sync::Mutex::new(()),
             revisions: Mutex::new(HashMap::new()),
             events: broadcast::channel(1024).0,
+            policies: Arc::new(Policies::new(store.clone(), PolicyLimits::default())),
+            store,
         }
+    }
+
+    /// The policies consulted for admission, placement and canary analysis.
+    pub fn policies(&self) -> &Arc<Policies> {
+        &self.policies
     }
 
     /// How long a host may stay offline before [`Deployments::tick`]
@@ -485,6 +522,13 @@ impl Deployments {
             other => return Err(DeployError::Format(other.to_owned())),
         };
         let spec = spec::parse(text, format)?;
+        let Admitted {
+            text: admitted_text,
+            spec,
+            warnings,
+            defaults_applied,
+        } = self.admit(text, format, spec, actor, dry_run).await?;
+        let text = admitted_text.as_str();
         let resolved = secret_catalog::resolve(secrets, &spec).await?;
         if dry_run {
             return Ok(Applied {
@@ -492,6 +536,8 @@ impl Deployments {
                 revision: 0,
                 created: false,
                 deployment: None,
+                warnings,
+                defaults_applied,
             });
         }
         let _guard = self.lock.lock().await;
@@ -535,6 +581,8 @@ impl Deployments {
                 revision: revision.number,
                 created,
                 deployment: None,
+                warnings,
+                defaults_applied,
             });
         }
         let deployment = self
@@ -545,7 +593,134 @@ impl Deployments {
             revision: revision.number,
             created,
             deployment: Some(deployment),
+            warnings,
+            defaults_applied,
         })
+    }
+
+    /// Runs the `deployment.admit` policies on a parsed spec. A deny fails
+    /// with every reason. When policies fill in defaults, they are merged
+    /// into the document (never over what is written) and every policy
+    /// runs again on the completed spec, up to [`ADMISSION_ROUNDS`] times:
+    /// the decision does not depend on the order policies run in.
+    async fn admit(
+        &self,
+        text: &str,
+        format: Format,
+        spec: ServiceSpec,
+        actor: &str,
+        dry_run: bool,
+    ) -> Result<Admitted, DeployError> {
+        let mut admitted = Admitted {
+            text: text.to_owned(),
+            spec,
+            warnings: Vec::new(),
+            defaults_applied: Vec::new(),
+        };
+        if !self.policies.admits_deployments().await? {
+            return Ok(admitted);
+        }
+        let now = self.now();
+        let denied = |service: &str, reasons: Vec<String>| DeployError::Denied {
+            service: service.to_owned(),
+            reasons,
+        };
+        let mut document =
+            defaults::parse_document(text, format).unwrap_or(serde_json::Value::Null);
+        for round in 1..=ADMISSION_ROUNDS {
+            let spec = &admitted.spec;
+            let input = AdmitInput {
+                spec: policy_input::spec_view(spec, pre_deploy_backup(spec)),
+                document: document.clone(),
+                format: match format {
+                    Format::Yaml => "yaml",
+                    Format::Toml => "toml",
+                },
+                actor: actor.to_owned(),
+                now: Now::at(now),
+                dry_run,
+                service: self.service_state(&spec.name).await?,
+                facts: self.facts(spec, now).await?,
+            };
+            let decision = self.policies.admit(&input).await?;
+            if !decision.admitted() {
+                return Err(denied(&spec.name, decision.denials));
+            }
+            // A warning about what a default then filled in still holds.
+            for warning in decision.warnings {
+                if !admitted.warnings.contains(&warning) {
+                    admitted.warnings.push(warning);
+                }
+            }
+            let mut filled = Vec::new();
+            for (policy, values) in &decision.defaults {
+                filled.extend(
+                    defaults::fill(&mut document, values)
+                        .into_iter()
+                        .map(|path| format!("{path} (policy {policy})")),
+                );
+            }
+            if filled.is_empty() {
+                return Ok(admitted);
+            }
+            if round == ADMISSION_ROUNDS {
+                return Err(denied(
+                    &spec.name,
+                    vec![format!(
+                        "policies were still filling in defaults after {ADMISSION_ROUNDS} rounds ({}); make them agree on what a complete spec is",
+                        filled.join(", ")
+                    )],
+                ));
+            }
+            let name = spec.name.clone();
+            let invalid = |why: String| {
+                denied(
+                    &name,
+                    vec![format!(
+                        "the defaults policies filled in ({}) {why}",
+                        filled.join(", ")
+                    )],
+                )
+            };
+            admitted.text = defaults::render(&document, format).map_err(|e: DocumentError| {
+                invalid(format!("cannot be written into the spec: {e}"))
+            })?;
+            admitted.spec = spec::parse(&admitted.text, format)
+                .map_err(|errors| invalid(format!("make the spec invalid:\n{errors}")))?;
+            admitted.defaults_applied.extend(filled);
+        }
+        Ok(admitted)
+    }
+
+    /// The service as admission policies see it before this apply.
+    async fn service_state(&self, name: &str) -> Result<Option<ServiceState>, DeployError> {
+        let Some(service) = self.store.service(name).await? else {
+            return Ok(None);
+        };
+        let current_image = match service.current_revision {
+            Some(number) => Some(self.spec_of(name, number).await?.image.clone()),
+            None => None,
+        };
+        Ok(Some(ServiceState {
+            current_revision: service.current_revision,
+            stable_revision: service.stable_revision,
+            replicas: service.replicas,
+            stopped: service.stopped,
+            current_image,
+        }))
+    }
+
+    /// Fleet facts for admission: the newest verified backup of the
+    /// spec's `pre_deploy_backup` policy.
+    async fn facts(&self, spec: &ServiceSpec, now: i64) -> Result<Facts, DeployError> {
+        let mut facts = Facts::default();
+        if let Some(backup) = pre_deploy_backup(spec) {
+            let last = crate::store::backups::last_verified_backup_ms(&self.store, backup).await?;
+            facts
+                .backups
+                .insert(backup.to_owned(), BackupFact::new(last, now));
+        }
+        Ok(facts)
     }
 
     /// Starts a deployment of revision `to`; `note` ends its first history
@@ -575,6 +750,17 @@ impl Deployments {
             revision_id(to),
             now,
         );
+        let machine = if self.policies.analyzes_rollouts().await? {
+            machine.with_canary_analysis()
+        } else {
+            machine
+        };
+        // `pre_deploy_backup`: nothing starts until the backup controller
+        // has taken and verified a backup (`Event::BackupDone`).
+        let machine = match &spec.pre_deploy_backup {
+            Some(policy) => machine.after_backup(policy.clone()),
+            None => machine,
+        };
         let row = DeploymentRow {
             id: id.clone(),
             service: service.name.clone(),
@@ -701,7 +887,12 @@ impl Deployments {
                 .ok_or(DeployError::NoDeployment(row.id));
         }
         let mut touched_hosts = BTreeSet::new();
+        let mut analyze = None;
         for effect in step.effects {
+            if let Effect::AnalyzeCanary { stage } = effect {
+                analyze = Some(stage);
+                continue;
+            }
             self.apply_effect(&row, effect, now, &mut touched_hosts)
                 .await?;
         }
@@ -713,7 +904,31 @@ impl Deployments {
             self.store.update_service(&service).await?;
         }
         self.push(touched_hosts).await?;
+        if let Some(stage) = analyze {
+            let verdict = self.analyze_canary(&step.deployment, stage, now).await?;
+            return Box::pin(self.advance(row, Event::CanaryVerdict { stage, verdict })).await;
+        }
         Ok(row)
+    }
+
+    /// Asks the `rollout.analyze` policies about canary step `stage`.
+    async fn analyze_canary(
+        &self,
+        deployment: &Deployment,
+        stage: usize,
+        now: i64,
+    ) -> Result<rollout::CanaryVerdict, DeployError> {
+        let rows = self
+            .store
+            .allocations_for_service(&deployment.service)
+            .await?;
+        let input = analysis_input(deployment, &rows, stage, now);
+        let verdict = self.policies.analyze(&input).await?;
+        Ok(match verdict.action {
+            AnalysisAction::Promote => rollout::CanaryVerdict::Promote(verdict.reason),
+            AnalysisAction::Wait => rollout::CanaryVerdict::Wait(verdict.reason),
+            AnalysisAction::Rollback => rollout::CanaryVerdict::Rollback(verdict.reason),
+        })
     }
 
     async fn apply_effect(
@@ -787,6 +1002,8 @@ impl Deployments {
                     .await?;
             }
             Effect::Record(text) => self.record(&row.id, now, &text).await?,
+            // Answered by `advance` once the other effects are applied.
+            Effect::AnalyzeCanary { .. } => {}
         }
         Ok(())
     }
@@ -881,6 +1098,13 @@ impl Deployments {
         replicas: u32,
     ) -> Result<(), DeployError> {
         let candidates = self.candidates().await?;
+        let policies = match allocations.first() {
+            Some(first) => {
+                let count = u32::try_from(allocations.len()).unwrap_or(u32::MAX);
+                self.host_policies(first, count, spec, &candidates).await?
+            }
+            None => HostPolicies::default(),
+        };
         let requests: Vec<AllocationRequest> = allocations
             .iter()
             .map(|a| AllocationRequest {
@@ -893,7 +1117,8 @@ impl Deployments {
                 ports: HostPort::published(&spec.ports),
             })
             .collect();
-        let decisions = scheduler::schedule(&requests, &candidates, &self.scheduler);
+        let decisions =
+            scheduler::schedule_with_policies(&requests, &candidates, &self.scheduler, &policies);
         for (allocation, decision) in allocations.iter_mut().zip(decisions) {
             match decision.decision {
                 scheduler::Decision::Placed { host_id } => {
@@ -907,6 +1132,60 @@ impl Deployments {
             }
         }
         Ok(())
+    }
+
+    /// What the `placement.filter` policies say about each host that could
+    /// take `count` allocations like `first` (online and schedulable ones;
+    /// the others cannot take anything anyway).
+    async fn host_policies(
+        &self,
+        first: &AllocationRow,
+        count: u32,
+        spec: &ServiceSpec,
+        candidates: &[HostCandidate],
+    ) -> Result<HostPolicies, DeployError> {
+        if !self.policies.filters_placement().await? {
+            return Ok(HostPolicies::default());
+        }
+        let hosts: HashMap<String, pb::Host> = self
+            .fleet
+            .list("", &HashMap::new())
+            .into_iter()
+            .map(|h| (h.id.clone(), h))
+            .collect();
+        let now = Now::at(self.now());
+        let allocation = policy_input::AllocationView {
+            service: first.service.clone(),
+            revision: first.revision,
+            count,
+            image: spec.image.clone(),
+            resources: policy_input::spec_view(spec, None).resources,
+            placement: policy_input::spec_view(spec, None).placement,
+        };
+        let considered: Vec<&HostCandidate> = candidates
+            .iter()
+            .filter(|c| c.status == scheduler::HostStatus::Online && c.schedulable)
+            .collect();
+        let inputs: Vec<policy_input::PlacementInput> = considered
+            .iter()
+            .map(|c| policy_input::PlacementInput {
+                allocation: allocation.clone(),
+                host: host_view(c, hosts.get(&c.id), &self.scheduler),
+                now: now.clone(),
+            })
+            .collect();
+        let verdicts = self.policies.filter_hosts(&inputs).await?;
+        let mut policies = HostPolicies::default();
+        for (candidate, verdict) in considered.into_iter().zip(verdicts) {
+            if !verdict.eligible() {
+                policies
+                    .excluded
+                    .insert(candidate.id.clone(), verdict.exclusions);
+            } else if verdict.score != 0.0 {
+                policies.scores.insert(candidate.id.clone(), verdict.score);
+            }
+        }
+        Ok(policies)
     }
 
     /// Bumps and sends the desired state of every host in `hosts`.
@@ -1331,6 +1610,8 @@ impl Deployments {
             Event::Cancel => "cancellation",
             Event::Rollback => "rollback",
             Event::Tick | Event::AllocationUpdated { .. } => "re-evaluation",
+            Event::CanaryVerdict { .. } => "a canary verdict",
+            Event::BackupDone { .. } => "the pre-deploy backup's outcome",
         };
         let message = format!("{what} requested by {actor}");
         tracing::info!(deployment = row.id, service = row.service, "{message}");
@@ -1593,6 +1874,117 @@ fn host_candidate(host: &pb::Host) -> HostCandidate {
         ports_in_use: BTreeSet::new(),
         allocations: BTreeMap::new(),
     }
+}
+
+/// A candidate host as placement policies see it.
+fn host_view(
+    candidate: &HostCandidate,
+    host: Option<&pb::Host>,
+    config: &SchedulerConfig,
+) -> policy_input::HostView {
+    let inventory = host.and_then(|h| h.inventory.clone()).unwrap_or_default();
+    let docker = inventory.docker.clone().unwrap_or_default();
+    let capacity = |c: Capacity| policy_input::CapacityView {
+        cpu_millis: c.cpu_millis,
+        memory_bytes: c.memory_bytes,
+    };
+    policy_input::HostView {
+        id: candidate.id.clone(),
+        hostname: host.map(|h| h.hostname.clone()).unwrap_or_default(),
+        region: candidate.region.clone(),
+        labels: candidate.labels.clone(),
+        status: match candidate.status {
+            scheduler::HostStatus::Online => "online",
+            scheduler::HostStatus::Offline { .. } => "offline",
+            scheduler::HostStatus::Revoked => "revoked",
+        },
+        inventory: policy_input::InventoryView {
+            os: inventory.os,
+            os_version: inventory.os_version,
+            kernel: inventory.kernel,
+            arch: inventory.arch,
+            cpu_count: inventory.cpu_count,
+            memory_bytes: inventory.memory_bytes,
+            agent_version: inventory.agent_version,
+            docker_version: docker.version,
+            docker_available: docker.available,
+        },
+        load: host
+            .and_then(|h| h.latest.as_ref())
+            .map(|s| policy_input::LoadView {
+                at_ms: s.timestamp_ms,
+                cpu_percent: s.cpu_percent,
+                load1: s.load1,
+                memory_used_bytes: s.memory_used_bytes,
+                memory_available_bytes: s.memory_available_bytes,
+            }),
+        reserved: capacity(candidate.reserved),
+        free: capacity(candidate.free(config)),
+        services: candidate
+            .allocations
+            .iter()
+            .map(|(service, revisions)| (service.clone(), revisions.values().sum()))
+            .collect(),
+    }
+}
+
+/// What `rollout.analyze` policies are given about canary step `stage`:
+/// the new revision's live allocations against the others'. Pure.
+pub fn analysis_input(
+    deployment: &Deployment,
+    rows: &[AllocationRow],
+    stage: usize,
+    now: i64,
+) -> policy_input::AnalyzeInput {
+    let steps = match &deployment.strategy {
+        super::model::UpdateStrategy::Canary(c) => {
+            c.steps.len() + usize::from(c.steps.last() != Some(&100))
+        }
+        _ => 0,
+    };
+    let mut canary = policy_input::GroupHealth::default();
+    let mut stable = policy_input::GroupHealth::default();
+    for row in rows.iter().filter(|r| r.desired_run) {
+        let status: ReportedStatus = serde_json::from_str(&row.status_json).unwrap_or_default();
+        let group = if revision_id(row.revision) == deployment.new_revision {
+            &mut canary
+        } else {
+            &mut stable
+        };
+        group.allocations += 1;
+        group.restarts += status.restarts;
+        group.oom_kills += u32::from(status.oom_killed);
+        match observed_health(row, &status) {
+            Health::Healthy { since_ms } => {
+                group.healthy += 1;
+                group.healthy_for_ms = group.healthy_for_ms.max(now - since_ms);
+            }
+            Health::Unhealthy => group.unhealthy += 1,
+            Health::Failed => group.failed += 1,
+            Health::Pending | Health::Starting | Health::Stopped => group.starting += 1,
+        }
+    }
+    policy_input::AnalyzeInput {
+        deployment: policy_input::DeploymentView {
+            id: deployment.id.clone(),
+            service: deployment.service.clone(),
+            from_revision: deployment.old_revision.clone(),
+            to_revision: deployment.new_revision.clone(),
+            step: stage,
+            steps,
+            replicas: deployment.replicas,
+            elapsed_ms: now - deployment.started_at_ms,
+        },
+        canary,
+        stable,
+        metrics: policy_input::RevisionMetrics::default(),
+        now: Now::at(now),
+    }
+}
+
+/// The backup policy a spec asks to run before it deploys.
+fn pre_deploy_backup(spec: &ServiceSpec) -> Option<&str> {
+    spec.pre_deploy_backup.as_deref()
 }
 
 fn parse_secret_versions(revision: &RevisionRow) -> Result<ResolvedVersions, DeployError> {
@@ -2098,6 +2490,75 @@ mod tests {
             );
             Ok(())
         }
+    }
+
+    #[test]
+    fn canary_analysis_sees_the_new_revision_against_the_rest() {
+        use crate::deploy::model::{Canary, UpdateStrategy};
+        let strategy = UpdateStrategy::Canary(Canary {
+            canaries: 1,
+            steps: vec![50],
+            min_healthy_time: Duration::from_secs(1),
+            healthy_deadline: Duration::from_secs(60),
+            auto_promote: true,
+            auto_revert: true,
+        });
+        let d = Deployment::new("d-1", "web", strategy, 3, Some("1".into()), "2", 1_000);
+        let with =
+            |revision: i64, state: &str, health: &str, status: ReportedStatus| AllocationRow {
+                revision,
+                status_json: serde_json::to_string(&status).unwrap(),
+                ..row(state, health, true)
+            };
+        let status = |restarts: u32, oom_killed: bool, healthy_since_ms: i64| ReportedStatus {
+            restarts,
+            oom_killed,
+            healthy_since_ms,
+            ..ReportedStatus::default()
+        };
+        let rows = [
+            with(2, "running", "healthy", status(2, false, 4000)),
+            with(2, "running", "unhealthy", status(1, true, 0)),
+            with(1, "running", "healthy", status(0, false, 2000)),
+            with(1, "failed", "none", status(0, false, 0)),
+            AllocationRow {
+                revision: 1,
+                ..row("running", "healthy", false)
+            },
+        ];
+        let input = analysis_input(&d, &rows, 0, 10_000);
+        assert_eq!(
+            input.canary,
+            policy_input::GroupHealth {
+                allocations: 2,
+                healthy: 1,
+                unhealthy: 1,
+                starting: 0,
+                failed: 0,
+                restarts: 3,
+                oom_kills: 1,
+                healthy_for_ms: 6_000,
+            }
+        );
+        assert_eq!(
+            (
+                input.stable.allocations,
+                input.stable.healthy,
+                input.stable.failed
+            ),
+            (2, 1, 1),
+            "stopping allocations do not count"
+        );
+        assert_eq!(
+            (
+                input.deployment.step,
+                input.deployment.steps,
+                input.deployment.elapsed_ms
+            ),
+            (0, 2, 9_000)
+        );
+        assert_eq!(input.deployment.from_revision.as_deref(), Some("1"));
+        assert!(input.metrics.canary.is_empty(), "no request metrics yet");
     }
 
     #[test]

@@ -30,6 +30,11 @@ pub struct ServiceSpec {
     pub health_check: Option<HealthCheck>,
     pub restart: RestartPolicy,
     pub update: UpdateStrategy,
+    /// A backup policy to run and verify before every rollout of the
+    /// service (`pre_deploy_backup: crm-db`); the rollout waits for it and
+    /// does not start if it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_deploy_backup: Option<String>,
 }
 
 impl ServiceSpec {

@@ -48,6 +48,11 @@
 //! - Canary: `canaries` new allocations next to the full old set, then each
 //!   promotion raises the new share to the next step (rounded up), starting
 //!   new ones first and stopping old ones only as new ones are healthy.
+//!   With canary analysis ([`Deployment::with_canary_analysis`]) a step
+//!   whose allocations are healthy is promoted only after
+//!   [`Effect::AnalyzeCanary`] is answered with a promote verdict
+//!   ([`Event::CanaryVerdict`]); `wait` asks again after
+//!   [`ANALYSIS_RETRY_MS`], `rollback` fails the deployment.
 //! - Failure with `auto_revert` (and a previous revision): rolling and
 //!   canary go `Reverting` — a rolling deployment back to the old revision
 //!   — then `Reverted`; blue-green stops the new set at once (`Reverted`).
@@ -70,11 +75,18 @@ use std::time::Duration;
 /// Where a deployment stands.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Phase {
+    /// Waiting for the pre-deploy backup (`pre_deploy_backup: POLICY`) to
+    /// be taken and verified; nothing is started until it is.
+    BackingUp {
+        policy: String,
+    },
     Running,
     Paused,
     AwaitingPromotion,
     Succeeded,
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     Reverting,
     Reverted,
     Cancelled,
@@ -93,6 +105,9 @@ impl Phase {
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Phase::BackingUp { policy } => {
+                write!(f, "backing up (pre-deploy backup {policy})")
+            }
             Phase::Running => f.write_str("running"),
             Phase::Paused => f.write_str("paused"),
             Phase::AwaitingPromotion => f.write_str("awaiting promotion"),
@@ -144,6 +159,37 @@ pub struct Deployment {
     pub revert_reason: Option<String>,
     /// Allocations already reported with [`Effect::MarkHealthy`].
     pub marked_healthy: BTreeSet<AllocationId>,
+    /// Canary analysis by `rollout.analyze` policies.
+    #[serde(default)]
+    pub canary_analysis: CanaryAnalysis,
+}
+
+/// How long a canary waits after a `wait` verdict before asking again.
+pub const ANALYSIS_RETRY_MS: i64 = 10_000;
+
+/// Canary analysis: before each promotion of a canary deployment that
+/// requires it, the machine asks ([`Effect::AnalyzeCanary`]) and moves on
+/// only on [`CanaryVerdict::Promote`] for that step.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CanaryAnalysis {
+    /// Set when `rollout.analyze` policies were enabled as the deployment
+    /// started ([`Deployment::with_canary_analysis`]).
+    pub required: bool,
+    /// The step a promote verdict was given for.
+    pub passed_stage: Option<usize>,
+    /// The step last asked about, and when to ask again.
+    pub asked_stage: Option<usize>,
+    pub ask_again_at_ms: i64,
+    /// The last wait reason recorded (repeats are not recorded again).
+    pub last_wait: Option<String>,
+}
+
+/// What canary analysis said about a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CanaryVerdict {
+    Promote(String),
+    Wait(String),
+    Rollback(String),
 }
 
 impl Deployment {
@@ -180,7 +226,24 @@ impl Deployment {
             revert_started_ms: None,
             revert_reason: None,
             marked_healthy: BTreeSet::new(),
+            canary_analysis: CanaryAnalysis::default(),
         }
+    }
+
+    /// The same deployment, asking canary analysis before each promotion
+    /// (no effect on other strategies).
+    pub fn with_canary_analysis(mut self) -> Self {
+        self.canary_analysis.required = matches!(self.strategy, UpdateStrategy::Canary(_));
+        self
+    }
+
+    /// The same deployment, first waiting for a verified backup of
+    /// `policy` ([`Event::BackupDone`]) before anything starts.
+    pub fn after_backup(mut self, policy: impl Into<String>) -> Self {
+        self.phase = Phase::BackingUp {
+            policy: policy.into(),
+        };
+        self
     }
 }
 
@@ -247,6 +310,16 @@ pub enum Event {
     Resume,
     Cancel,
     Rollback,
+    /// Canary analysis answered [`Effect::AnalyzeCanary`] for `stage`.
+    CanaryVerdict {
+        stage: usize,
+        verdict: CanaryVerdict,
+    },
+    /// The pre-deploy backup finished: `Ok` with what was verified, or
+    /// `Err` with why it failed.
+    BackupDone {
+        result: Result<String, String>,
+    },
 }
 
 /// What the controller has to do, in order.
@@ -276,6 +349,11 @@ pub enum Effect {
     SetPhase(Phase),
     /// A line for the deployment's history and the audit log.
     Record(String),
+    /// Ask the `rollout.analyze` policies about canary step `stage` (0: the
+    /// canaries) and answer with [`Event::CanaryVerdict`].
+    AnalyzeCanary {
+        stage: usize,
+    },
 }
 
 /// The outcome of one [`step`].
@@ -296,6 +374,8 @@ pub enum Rejected {
     Ended { id: String, phase: Phase },
     #[error("deployment {id} is not awaiting promotion (it is {phase})")]
     NotAwaitingPromotion { id: String, phase: Phase },
+    #[error("deployment {id} is not waiting for a pre-deploy backup (it is {phase})")]
+    NotBackingUp { id: String, phase: Phase },
     #[error("deployment {id} is already paused; resume it with `argosy deployments resume {id}`")]
     AlreadyPaused { id: String },
     #[error("deployment {id} is not paused (it is {phase})")]
@@ -318,8 +398,14 @@ pub fn accepts(d: &Deployment, event: &Event) -> Result<(), Rejected> {
         })
     };
     match event {
-        Event::Tick | Event::AllocationUpdated { .. } => Ok(()),
+        Event::Tick | Event::AllocationUpdated { .. } | Event::CanaryVerdict { .. } => Ok(()),
         _ if d.phase.is_terminal() => ended(),
+        Event::BackupDone { .. } if !matches!(d.phase, Phase::BackingUp { .. }) => {
+            Err(Rejected::NotBackingUp {
+                id: id(),
+                phase: d.phase.clone(),
+            })
+        }
         Event::Promote if d.phase != Phase::AwaitingPromotion => {
             Err(Rejected::NotAwaitingPromotion {
                 id: id(),
@@ -377,6 +463,8 @@ pub fn step(
         Event::Promote => m.promote(),
         Event::Rollback => m.rollback(),
         Event::Cancel => m.cancel(),
+        Event::CanaryVerdict { stage, verdict } => m.canary_verdict(stage, verdict),
+        Event::BackupDone { result } => m.backup_done(result),
     }
     let idle = m.d.phase.is_terminal() || m.d.phase == Phase::Paused;
     let requeue_after = m.wake.filter(|_| !idle).map(|at| ms_duration(at - now_ms));
@@ -512,7 +600,8 @@ impl Machine<'_> {
                 UpdateStrategy::Canary(c) => self.canary(&c),
             },
             Phase::Reverting => self.reverting(),
-            Phase::Paused
+            Phase::BackingUp { .. }
+            | Phase::Paused
             | Phase::Succeeded
             | Phase::Failed { .. }
             | Phase::Reverted
@@ -884,6 +973,9 @@ impl Machine<'_> {
             if stage >= last_stage {
                 return self.succeed();
             }
+            if !self.canary_analysis_passed(stage) {
+                return;
+            }
             if c.auto_promote {
                 if !c2.stop.is_empty() {
                     // The next stage must see these stops applied first:
@@ -916,6 +1008,62 @@ impl Machine<'_> {
                 );
             }
             return;
+        }
+    }
+
+    /// Whether canary analysis let step `stage` be promoted; asks for a
+    /// verdict (once per [`ANALYSIS_RETRY_MS`]) when it has none yet.
+    fn canary_analysis_passed(&mut self, stage: usize) -> bool {
+        let analysis = &self.d.canary_analysis;
+        if !analysis.required || analysis.passed_stage == Some(stage) {
+            return true;
+        }
+        let asked_before = analysis.asked_stage == Some(stage);
+        if asked_before && self.now < analysis.ask_again_at_ms {
+            let at = analysis.ask_again_at_ms;
+            self.wake_at(at);
+            return false;
+        }
+        let at = self.now + ANALYSIS_RETRY_MS;
+        self.d.canary_analysis.asked_stage = Some(stage);
+        self.d.canary_analysis.ask_again_at_ms = at;
+        if !asked_before {
+            self.record(format!(
+                "{}: asking the rollout.analyze policies before promotion",
+                step_name(stage)
+            ));
+        }
+        self.effects.push(Effect::AnalyzeCanary { stage });
+        self.wake_at(at);
+        false
+    }
+
+    fn canary_verdict(&mut self, stage: usize, verdict: CanaryVerdict) {
+        let current = matches!(self.d.progress, Progress::Canary { stage: s } if s == stage);
+        if !current || !matches!(self.d.phase, Phase::Running | Phase::AwaitingPromotion) {
+            return;
+        }
+        let step = step_name(stage);
+        match verdict {
+            CanaryVerdict::Promote(reason) => {
+                self.d.canary_analysis.passed_stage = Some(stage);
+                self.d.canary_analysis.last_wait = None;
+                self.record(format!("canary analysis of {step}: promote ({reason})"));
+                self.evaluate();
+            }
+            CanaryVerdict::Wait(reason) => {
+                if self.d.canary_analysis.last_wait.as_ref() != Some(&reason) {
+                    self.record(format!("canary analysis of {step}: wait ({reason})"));
+                    self.d.canary_analysis.last_wait = Some(reason);
+                }
+                let at = self.d.canary_analysis.ask_again_at_ms.max(self.now);
+                self.wake_at(at);
+            }
+            CanaryVerdict::Rollback(reason) => {
+                self.fail(format!(
+                    "canary analysis of {step} said roll back: {reason}"
+                ));
+            }
         }
     }
 
@@ -1089,6 +1237,33 @@ impl Machine<'_> {
         }
     }
 
+    fn backup_done(&mut self, result: Result<String, String>) {
+        let Phase::BackingUp { policy } = self.d.phase.clone() else {
+            return;
+        };
+        match result {
+            Ok(detail) => {
+                self.d.last_progress_ms = self.now;
+                self.set_phase(
+                    Phase::Running,
+                    format!("pre-deploy backup of {policy} verified ({detail}); rollout begins"),
+                );
+                self.evaluate();
+            }
+            Err(why) => {
+                let reason = format!(
+                    "pre-deploy backup of {policy} failed: {why}; the rollout did not start"
+                );
+                self.set_phase(
+                    Phase::Failed {
+                        reason: reason.clone(),
+                    },
+                    reason,
+                );
+            }
+        }
+    }
+
     fn rollback(&mut self) {
         let Some(old) = self.d.old_revision.clone() else {
             return;
@@ -1152,6 +1327,15 @@ impl Machine<'_> {
             self.effects.push(Effect::RevertTo { revision: old });
         }
         self.set_phase(Phase::Cancelled, text);
+    }
+}
+
+/// `the canaries`, `step 2`.
+fn step_name(stage: usize) -> String {
+    if stage == 0 {
+        "the canaries".to_owned()
+    } else {
+        format!("step {stage}")
     }
 }
 
@@ -1421,7 +1605,8 @@ mod tests {
                     Effect::MarkHealthy { .. }
                     | Effect::RevertTo { .. }
                     | Effect::SetPhase(_)
-                    | Effect::Record(_) => {}
+                    | Effect::Record(_)
+                    | Effect::AnalyzeCanary { .. } => {}
                 }
             }
             self.effects.extend(s.effects.iter().cloned());
@@ -1850,6 +2035,81 @@ mod tests {
     }
 
     #[test]
+    fn a_pre_deploy_backup_holds_the_rollout_until_it_is_verified() {
+        let mut sim = Sim::new(rolling(1, 0, true), 3, 3);
+        sim.d = sim.d.clone().after_backup("crm-db");
+        assert_eq!(
+            sim.d.phase.to_string(),
+            "backing up (pre-deploy backup crm-db)"
+        );
+        let s = sim.tick();
+        assert!(
+            s.effects.is_empty(),
+            "nothing starts while backing up: {:?}",
+            s.effects
+        );
+        assert!(!sim.d.phase.is_terminal());
+        let s = sim.send(Event::BackupDone {
+            result: Ok("backup b-1 restored in 1.2 s, 3 tables match".into()),
+        });
+        assert_eq!(sim.d.phase, Phase::Running);
+        assert!(
+            s.effects
+                .iter()
+                .any(|e| matches!(e, Effect::StartAllocations { .. })),
+            "the rollout begins at once: {:?}",
+            s.effects
+        );
+        assert!(s.effects.iter().any(|e| matches!(e,
+            Effect::Record(text) if text.contains("pre-deploy backup of crm-db verified"))));
+    }
+
+    #[test]
+    fn a_failed_pre_deploy_backup_fails_the_deployment_without_starting_anything() {
+        let mut sim = Sim::new(rolling(1, 0, true), 3, 3);
+        sim.d = sim.d.clone().after_backup("crm-db");
+        let s = sim.send(Event::BackupDone {
+            result: Err("backup b-1 failed: password authentication failed".into()),
+        });
+        let Phase::Failed { reason } = &sim.d.phase else {
+            panic!("failed, not {}", sim.d.phase);
+        };
+        assert!(reason.contains("pre-deploy backup of crm-db failed: backup b-1 failed"));
+        assert!(reason.contains("the rollout did not start"));
+        assert!(
+            !s.effects.iter().any(|e| matches!(
+                e,
+                Effect::StartAllocations { .. } | Effect::StopAllocations { .. }
+            )),
+            "{:?}",
+            s.effects
+        );
+        assert_eq!(sim.live("r1").len(), 3, "the old revision keeps running");
+    }
+
+    #[test]
+    fn backup_outcomes_are_refused_unless_a_backup_is_awaited() {
+        let mut sim = Sim::new(rolling(1, 0, true), 3, 3);
+        let error = sim
+            .try_send(Event::BackupDone {
+                result: Ok(String::new()),
+            })
+            .unwrap_err();
+        assert!(matches!(error, Rejected::NotBackingUp { .. }), "{error}");
+        // Cancelling while the backup runs ends the deployment.
+        let mut sim = Sim::new(rolling(1, 0, true), 3, 3);
+        sim.d = sim.d.clone().after_backup("crm-db");
+        sim.send(Event::Cancel);
+        assert_eq!(sim.d.phase, Phase::Cancelled);
+        assert!(
+            sim.try_send(Event::BackupDone {
+                result: Ok(String::new())
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
     fn cancel_stops_new_and_restores_old() {
         let mut sim = Sim::new(rolling(1, 0, true), 3, 3);
         sim.tick();
@@ -2229,6 +2489,126 @@ mod tests {
                 "promoted to step 4/4: 100% (10/10 replicas) on revision r2",
             ]
         );
+    }
+
+    /// Steps asked about with [`Effect::AnalyzeCanary`] since `from`.
+    fn asked(sim: &Sim, from: usize) -> Vec<usize> {
+        sim.effects[from..]
+            .iter()
+            .filter_map(|e| match e {
+                Effect::AnalyzeCanary { stage } => Some(*stage),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn canary_analysis_gates_every_promotion() {
+        let mut sim = Sim::new(canary(1, &[50], true, true), 4, 4);
+        sim.d = sim.d.clone().with_canary_analysis();
+        sim.run_healthy(100);
+        // The canary is healthy, but nothing moves without a verdict.
+        assert_eq!(sim.d.progress, Progress::Canary { stage: 0 });
+        let questions = asked(&sim, 0);
+        assert!(
+            !questions.is_empty() && questions.iter().all(|s| *s == 0),
+            "{questions:?}"
+        );
+        let seen = sim.effects.len();
+        sim.tick();
+        assert!(
+            asked(&sim, seen).is_empty(),
+            "asked again before the retry time"
+        );
+        sim.send(Event::CanaryVerdict {
+            stage: 0,
+            verdict: CanaryVerdict::Promote("policy health: 1/1 healthy".into()),
+        });
+        assert_eq!(sim.d.progress, Progress::Canary { stage: 1 });
+        // A stale verdict for a step already passed changes nothing.
+        let before = sim.d.clone();
+        sim.send(Event::CanaryVerdict {
+            stage: 0,
+            verdict: CanaryVerdict::Rollback("late".into()),
+        });
+        assert_eq!(sim.d, before);
+        sim.run_healthy(100);
+        assert_eq!(sim.d.progress, Progress::Canary { stage: 1 });
+        sim.send(Event::CanaryVerdict {
+            stage: 1,
+            verdict: CanaryVerdict::Promote("fine".into()),
+        });
+        sim.run_healthy(600);
+        assert_eq!(sim.d.phase, Phase::Succeeded);
+        assert!(
+            sim.records()
+                .contains(&"canary analysis of step 1: promote (fine)".to_owned())
+        );
+    }
+
+    #[test]
+    fn canary_analysis_wait_asks_again_later_and_records_once() {
+        let mut sim = Sim::new(canary(1, &[], false, true), 3, 3);
+        sim.d = sim.d.clone().with_canary_analysis();
+        sim.run_healthy(100);
+        for _ in 0..2 {
+            sim.send(Event::CanaryVerdict {
+                stage: 0,
+                verdict: CanaryVerdict::Wait("too few requests".into()),
+            });
+        }
+        let waits = sim
+            .records()
+            .iter()
+            .filter(|r| r.contains("wait (too few requests)"))
+            .count();
+        assert_eq!(waits, 1);
+        assert_eq!(
+            sim.d.phase,
+            Phase::Running,
+            "manual promotion is offered only after analysis"
+        );
+        let seen = sim.effects.len();
+        sim.advance(ANALYSIS_RETRY_MS);
+        sim.tick();
+        assert_eq!(asked(&sim, seen), [0]);
+        sim.send(Event::CanaryVerdict {
+            stage: 0,
+            verdict: CanaryVerdict::Promote("ok".into()),
+        });
+        assert_eq!(sim.d.phase, Phase::AwaitingPromotion);
+    }
+
+    #[test]
+    fn canary_analysis_rollback_reverts() {
+        let mut sim = Sim::new(canary(1, &[50], true, true), 4, 4);
+        sim.d = sim.d.clone().with_canary_analysis();
+        sim.run_healthy(100);
+        sim.send(Event::CanaryVerdict {
+            stage: 0,
+            verdict: CanaryVerdict::Rollback("policy errors: 3 restarts".into()),
+        });
+        assert!(
+            matches!(sim.d.phase, Phase::Reverting | Phase::Reverted),
+            "{}",
+            sim.d.phase
+        );
+        assert!(
+            sim.records().iter().any(|r| r.contains(
+                "canary analysis of the canaries said roll back: policy errors: 3 restarts"
+            )),
+            "{:?}",
+            sim.records()
+        );
+        sim.run_healthy(600);
+        assert_eq!(sim.d.phase, Phase::Reverted);
+    }
+
+    #[test]
+    fn analysis_is_only_for_canaries() {
+        let d = Deployment::new("d", "web", rolling(1, 0, true), 2, None, "r2", T0)
+            .with_canary_analysis();
+        assert!(!d.canary_analysis.required);
     }
 
     #[test]

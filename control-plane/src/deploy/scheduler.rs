@@ -13,12 +13,16 @@
 //!    with the most free memory). Allocations of the revision already
 //!    running, and those placed or left pending earlier in the batch, count.
 //! 2. The host is online and schedulable, and carries every constraint label.
+//!    Hosts a `placement.filter` policy excluded ([`HostPolicies`], evaluated
+//!    by the controller beforehand and passed in as data) are left out, and
+//!    when that leaves none the reason names each host and policy.
 //! 3. Every host port the allocation publishes is free on the host
 //!    (`port/protocol`, whatever the bind address: conservative).
 //! 4. Memory is never overcommitted; CPU is not either unless
 //!    [`SchedulerConfig::cpu_overcommit`] is set (it is still reserved).
 //! 5. Among the hosts left: fewest allocations of the same service, then
-//!    most free memory, then smallest host id — so output is deterministic.
+//!    the highest policy score, then most free memory, then smallest host
+//!    id — so output is deterministic.
 //!
 //! Placing a batch updates free capacity, ports and counts as it goes.
 
@@ -280,6 +284,32 @@ pub enum PendingReason {
         largest_free_millis: u64,
         largest_on: HostId,
     },
+    /// Every online host carrying the constraint labels was excluded by a
+    /// placement policy: (host, why), by host id.
+    ExcludedByPolicy {
+        scope: Scope,
+        hosts: Vec<(HostId, String)>,
+    },
+}
+
+/// Hosts named at most in an [`PendingReason::ExcludedByPolicy`] text.
+const EXCLUDED_HOSTS_SHOWN: usize = 5;
+
+/// What `placement.filter` policies said about the candidate hosts for one
+/// batch, evaluated by the controller before [`schedule_with_policies`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostPolicies {
+    /// Hosts that may not take the batch, with the reasons (each naming
+    /// its policy).
+    pub excluded: BTreeMap<HostId, Vec<String>>,
+    /// Preference among eligible hosts, higher first (absent: 0).
+    pub scores: BTreeMap<HostId, f64>,
+}
+
+impl HostPolicies {
+    fn score(&self, host: &str) -> f64 {
+        self.scores.get(host).copied().unwrap_or(0.0)
+    }
 }
 
 impl fmt::Display for PendingReason {
@@ -349,6 +379,23 @@ impl fmt::Display for PendingReason {
                     format_cores(*largest_free_millis),
                 )
             }
+            PendingReason::ExcludedByPolicy { scope, hosts } => {
+                write!(
+                    f,
+                    "every online {} is excluded by placement policies: ",
+                    scope.hosts_phrase()
+                )?;
+                let shown: Vec<String> = hosts
+                    .iter()
+                    .take(EXCLUDED_HOSTS_SHOWN)
+                    .map(|(host, why)| format!("{host} ({why})"))
+                    .collect();
+                write!(f, "{}", shown.join("; "))?;
+                if hosts.len() > EXCLUDED_HOSTS_SHOWN {
+                    write!(f, "; and {} more", hosts.len() - EXCLUDED_HOSTS_SHOWN)?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -409,6 +456,17 @@ pub fn schedule(
     hosts: &[HostCandidate],
     config: &SchedulerConfig,
 ) -> Vec<Scheduled> {
+    schedule_with_policies(allocations, hosts, config, &HostPolicies::default())
+}
+
+/// [`schedule`], leaving out the hosts placement policies excluded and
+/// preferring those they scored higher.
+pub fn schedule_with_policies(
+    allocations: &[AllocationRequest],
+    hosts: &[HostCandidate],
+    config: &SchedulerConfig,
+    policies: &HostPolicies,
+) -> Vec<Scheduled> {
     let mut seen = BTreeSet::new();
     let mut slots: Vec<Slot<'_>> = hosts
         .iter()
@@ -430,7 +488,7 @@ pub fn schedule(
                 .entry(key)
                 .or_insert_with(|| new_group(alloc, &slots));
             let region = choose_region(alloc, group, &slots);
-            let decision = place_one(alloc, region.as_deref(), &mut slots, config);
+            let decision = place_one(alloc, region.as_deref(), &mut slots, config, policies);
             if let (Decision::Pending { .. }, Some(r)) = (&decision, region) {
                 *group.pending.entry(r).or_insert(0) += 1;
             }
@@ -533,6 +591,7 @@ fn place_one(
     region: Option<&str>,
     slots: &mut [Slot<'_>],
     config: &SchedulerConfig,
+    policies: &HostPolicies,
 ) -> Decision {
     let scope = Scope {
         region: region.map(str::to_owned),
@@ -553,6 +612,25 @@ fn place_one(
         .collect();
     if eligible.is_empty() {
         return pending(PendingReason::NoOnlineHost { scope });
+    }
+    let (excluded, eligible): (Vec<usize>, Vec<usize>) = eligible
+        .into_iter()
+        .partition(|&i| policies.excluded.contains_key(&slots[i].host.id));
+    if eligible.is_empty() {
+        let mut hosts: Vec<(HostId, String)> = excluded
+            .iter()
+            .map(|&i| {
+                let id = slots[i].host.id.clone();
+                let why = policies
+                    .excluded
+                    .get(&id)
+                    .map(|r| r.join("; "))
+                    .unwrap_or_default();
+                (id, why)
+            })
+            .collect();
+        hosts.sort();
+        return pending(PendingReason::ExcludedByPolicy { scope, hosts });
     }
     let port_ok: Vec<usize> = eligible
         .iter()
@@ -615,6 +693,11 @@ fn place_one(
             let (sa, sb) = (&slots[a], &slots[b]);
             sa.service_count(&alloc.service)
                 .cmp(&sb.service_count(&alloc.service))
+                .then(
+                    policies
+                        .score(&sb.host.id)
+                        .total_cmp(&policies.score(&sa.host.id)),
+                )
                 .then(sb.free.memory_bytes.cmp(&sa.free.memory_bytes))
                 .then(sa.host.id.cmp(&sb.host.id))
         })
@@ -811,6 +894,107 @@ mod tests {
                 .collect();
         }
         reqs
+    }
+
+    fn excluding(hosts: &[(&str, &str)]) -> HostPolicies {
+        HostPolicies {
+            excluded: hosts
+                .iter()
+                .map(|(h, why)| ((*h).to_owned(), vec![(*why).to_owned()]))
+                .collect(),
+            scores: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn hosts_excluded_by_policy_take_nothing() {
+        let hosts = [
+            host("h1", "eu", 4000, 8 * GIB),
+            host("h2", "eu", 4000, 4 * GIB),
+        ];
+        let policies = excluding(&[("h1", "policy gpu-only: no GPU")]);
+        let out = schedule_with_policies(
+            &batch(2, 100, MIB),
+            &hosts,
+            &SchedulerConfig::default(),
+            &policies,
+        );
+        assert_eq!(render(&out), "a0 -> h2\na1 -> h2");
+    }
+
+    #[test]
+    fn when_policies_exclude_every_host_the_reason_names_each() {
+        let hosts = [
+            host("h2", "eu", 4000, 8 * GIB),
+            host("h1", "eu", 4000, 8 * GIB),
+            HostCandidate {
+                status: HostStatus::Revoked,
+                ..host("h3", "eu", 4000, 8 * GIB)
+            },
+        ];
+        let policies = excluding(&[
+            ("h1", "policy maintenance: host is draining"),
+            (
+                "h2",
+                "policy window failed: it ran longer than its 10 ms CPU budget (fail closed)",
+            ),
+        ]);
+        let out = schedule_with_policies(
+            &batch(1, 100, MIB),
+            &hosts,
+            &SchedulerConfig::default(),
+            &policies,
+        );
+        assert_eq!(
+            render(&out),
+            "a0 -> pending: every online host is excluded by placement policies: h1 (policy maintenance: host is draining); h2 (policy window failed: it ran longer than its 10 ms CPU budget (fail closed))"
+        );
+        let many: Vec<HostCandidate> = (0..7)
+            .map(|i| host(&format!("h{i}"), "eu", 1000, GIB))
+            .collect();
+        let all: Vec<(String, String)> = (0..7)
+            .map(|i| (format!("h{i}"), "policy p: no".to_owned()))
+            .collect();
+        let policies = HostPolicies {
+            excluded: all
+                .iter()
+                .map(|(h, r)| (h.clone(), vec![r.clone()]))
+                .collect(),
+            scores: BTreeMap::new(),
+        };
+        let out = schedule_with_policies(
+            &batch(1, 100, MIB),
+            &many,
+            &SchedulerConfig::default(),
+            &policies,
+        );
+        assert!(
+            render(&out).ends_with("h4 (policy p: no); and 2 more"),
+            "{}",
+            render(&out)
+        );
+    }
+
+    #[test]
+    fn policy_scores_break_ties_after_spreading() {
+        let hosts = [
+            host("h1", "eu", 4000, 8 * GIB),
+            host("h2", "eu", 4000, 4 * GIB),
+        ];
+        let policies = HostPolicies {
+            excluded: BTreeMap::new(),
+            scores: [("h2".to_owned(), 5.0)].into(),
+        };
+        let out = schedule_with_policies(
+            &batch(3, 100, MIB),
+            &hosts,
+            &SchedulerConfig::default(),
+            &policies,
+        );
+        // h2 is preferred, but replicas still spread first.
+        assert_eq!(render(&out), "a0 -> h2\na1 -> h1\na2 -> h2");
+        let plain = schedule(&batch(1, 100, MIB), &hosts, &SchedulerConfig::default());
+        assert_eq!(render(&plain), "a0 -> h1");
     }
 
     /// `a0 -> h1`, `a1 -> pending: reason` — one line per allocation.

@@ -45,6 +45,7 @@
 //! | `env.X: {secret: NAME}` | the latest version (`NAME@3` pins one) | rotating the secret redeploys the service |
 //! | `secrets[].file` | the last segment of the name | `crm/db-password` → `/run/secrets/db-password` |
 //! | `secrets[].mode`, `uid`, `gid` | `"0400"`, 0, 0 | only the owner reads it, as Docker does |
+//! | `pre_deploy_backup` | none | names a backup policy (`argosy backup policy apply`): every deployment first takes and verifies a backup under it, and does not start if that fails |
 //!
 //! In the model a missing memory or CPU limit is `0`, as Docker reads it.
 
@@ -131,6 +132,37 @@ fn render_lines(errors: &[FieldError]) -> String {
 /// Parses and validates a spec. On failure every error found is returned,
 /// in document order.
 pub fn parse(text: &str, format: Format) -> Result<ServiceSpec, SpecErrors> {
+    parse_with(text, format, &SERVICE_DOCUMENT, |raw: RawSpec| {
+        let mut v = Validator::default();
+        let spec = v.spec(raw);
+        (spec, v.issues)
+    })
+}
+
+/// What kind of document is parsed, for the messages about a whole one.
+pub(crate) struct DocumentKind {
+    /// A few of its top-level fields: `name, image, ...`.
+    pub(crate) fields: &'static str,
+    /// Where to find an example to start from.
+    pub(crate) example_at: &'static str,
+}
+
+const SERVICE_DOCUMENT: DocumentKind = DocumentKind {
+    fields: "name, image, ...",
+    example_at: "`argosy apply --help`",
+};
+
+/// The three steps shared by every spec language of Argosy (service specs
+/// here, backup policies in `backup::spec`): text → tree, tree → the raw
+/// shape `R` (every unknown field and type error), then `validate`, which
+/// returns the model and the issues it found. Every error comes back at
+/// once, in document order.
+pub(crate) fn parse_with<R: DeserializeOwned, M>(
+    text: &str,
+    format: Format,
+    kind: &DocumentKind,
+    validate: impl FnOnce(R) -> (M, Vec<Issue>),
+) -> Result<M, SpecErrors> {
     let whole = |message: String| SpecErrors {
         errors: vec![FieldError {
             path: "spec".to_owned(),
@@ -148,30 +180,31 @@ pub fn parse(text: &str, format: Format) -> Result<ServiceSpec, SpecErrors> {
     match &root {
         Node::Map(_) => {}
         Node::Null => {
-            return Err(whole(
-                "the spec is empty, start from the example in `argosy apply --help`".to_owned(),
-            ));
+            return Err(whole(format!(
+                "the spec is empty, start from the example in {}",
+                kind.example_at
+            )));
         }
         other => {
             return Err(whole(format!(
-                "expected a map of fields (name, image, ...), found {}",
+                "expected a map of fields ({}), found {}",
+                kind.fields,
                 describe(other)
             )));
         }
     }
     let order = document_order(&root);
-    let shaped = to_raw::<RawSpec>(&mut root, &FieldPath::root());
+    let shaped = to_raw::<R>(&mut root, &FieldPath::root());
     let mut issues = shaped.issues;
     if let Some(raw) = shaped.value {
-        let mut v = Validator::default();
-        let spec = v.spec(raw);
+        let (model, found) = validate(raw);
         issues.extend(
-            v.issues
+            found
                 .into_iter()
                 .filter(|i| !shaped.removed.iter().any(|r| i.path.starts_with(r))),
         );
         if issues.is_empty() {
-            return Ok(spec);
+            return Ok(model);
         }
     }
     // Stable: issues at the same place keep the order they were found in.
@@ -268,6 +301,10 @@ update:
   auto_revert: true
   # strategy: blue_green -> auto_promote: false, keep_old_for: 10m
   # strategy: canary     -> canaries: 1, steps: [25, 50, 100], auto_promote: false
+
+# Take and verify a backup under this policy before every rollout; if that
+# fails, the rollout does not start (`argosy backup policy apply -f ...`).
+# pre_deploy_backup: web-db
 "#;
 
 // ---------------------------------------------------------------------------
@@ -276,7 +313,7 @@ update:
 /// A parsed document before any meaning is given to it. Maps keep the
 /// order they were written in.
 #[derive(Debug, Clone, PartialEq)]
-enum Node {
+pub(crate) enum Node {
     Null,
     Bool(bool),
     Int(i64),
@@ -446,7 +483,7 @@ fn scalar_string(node: &Node) -> Option<String> {
 }
 
 /// How a value is named in a message: strings quoted, containers by kind.
-fn describe(node: &Node) -> String {
+pub(crate) fn describe(node: &Node) -> String {
     match node {
         Node::Null => "nothing (null)".to_owned(),
         Node::Str(s) => format!("{s:?}"),
@@ -467,20 +504,20 @@ enum Seg {
 
 /// `spec.ports[1].host`, kept as segments.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
-struct FieldPath(Vec<Seg>);
+pub(crate) struct FieldPath(Vec<Seg>);
 
 impl FieldPath {
-    fn root() -> Self {
+    pub(crate) fn root() -> Self {
         FieldPath(Vec::new())
     }
 
-    fn key(&self, key: &str) -> Self {
+    pub(crate) fn key(&self, key: &str) -> Self {
         let mut segs = self.0.clone();
         segs.push(Seg::Key(key.to_owned()));
         FieldPath(segs)
     }
 
-    fn index(&self, index: usize) -> Self {
+    pub(crate) fn index(&self, index: usize) -> Self {
         let mut segs = self.0.clone();
         segs.push(Seg::Index(index));
         FieldPath(segs)
@@ -544,10 +581,11 @@ fn position(order: &HashMap<FieldPath, usize>, path: &FieldPath) -> usize {
         .unwrap_or(0)
 }
 
+/// One problem found while validating, at its path.
 #[derive(Debug, Clone, PartialEq)]
-struct Issue {
-    path: FieldPath,
-    message: String,
+pub(crate) struct Issue {
+    pub(crate) path: FieldPath,
+    pub(crate) message: String,
 }
 
 // ---------------------------------------------------------------------------
@@ -716,8 +754,9 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
             .iter()
             .filter(|(key, _)| {
                 let is_known = fields.contains(&key.as_str());
-                // Compose's extension fields: a place for YAML anchors.
-                let extension = name == "RawSpec" && key.starts_with("x-");
+                // Compose's extension fields, at the top level of a
+                // document: a place for YAML anchors.
+                let extension = self.path.0.is_empty() && key.starts_with("x-");
                 if !is_known && !extension {
                     self.sink.unknown.borrow_mut().push(Issue {
                         path: self.path.key(key),
@@ -856,6 +895,28 @@ const ALIASES: &[(&str, &str, &str)] = &[
     ("RawHealthCheck", "test", "exec"),
     ("RawUpdate", "parallelism", "max_parallel"),
     ("RawUpdate", "type", "strategy"),
+    ("RawSpec", "backup", "pre_deploy_backup"),
+    ("RawSpec", "backup_before_deploy", "pre_deploy_backup"),
+    // Backup policies (`backup::spec`): restic's and cron's words.
+    ("RawBackupPolicy", "cron", "schedule"),
+    ("RawBackupPolicy", "keep", "retention"),
+    ("RawBackupPolicy", "retain", "retention"),
+    ("RawBackupPolicy", "destination", "destinations"),
+    ("RawBackupPolicy", "targets", "destinations"),
+    ("RawBackupPolicy", "compress", "compression"),
+    ("RawBackupPolicy", "encrypt", "encryption"),
+    ("RawBackupPolicy", "verification", "verify"),
+    ("RawBackupPolicy", "unencrypted", "allow_unencrypted"),
+    ("RawBackupRetention", "last", "keep_last"),
+    ("RawBackupRetention", "keep_hourly", "hourly"),
+    ("RawBackupRetention", "keep_daily", "daily"),
+    ("RawBackupRetention", "keep_weekly", "weekly"),
+    ("RawBackupRetention", "keep_monthly", "monthly"),
+    ("RawBackupDestination", "path", "dir"),
+    ("RawBackupDestination", "directory", "dir"),
+    ("RawBackupS3", "url", "endpoint"),
+    ("RawBackupS3", "access_key", "access_key_id"),
+    ("RawBackupS3", "secret_key", "secret_access_key"),
 ];
 
 fn unknown_field_message(strukt: &str, field: &str, known: &[&str]) -> String {
@@ -882,11 +943,11 @@ fn closest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
         .map(|(_, k)| k)
 }
 
-struct Shaped<T> {
-    value: Option<T>,
-    issues: Vec<Issue>,
+pub(crate) struct Shaped<T> {
+    pub(crate) value: Option<T>,
+    pub(crate) issues: Vec<Issue>,
     /// Values dropped after a type error; later checks under them are moot.
-    removed: Vec<FieldPath>,
+    pub(crate) removed: Vec<FieldPath>,
 }
 
 /// Tries at most this many times to get past type errors.
@@ -896,7 +957,7 @@ const MAX_SHAPE_ATTEMPTS: usize = 64;
 /// field and every type error it can: after a type error the offending
 /// value is removed (a whole list, for an error inside one, so that later
 /// indexes stay true) and deserialization runs again.
-fn to_raw<T: DeserializeOwned>(node: &mut Node, base: &FieldPath) -> Shaped<T> {
+pub(crate) fn to_raw<T: DeserializeOwned>(node: &mut Node, base: &FieldPath) -> Shaped<T> {
     let mut issues: Vec<Issue> = Vec::new();
     let mut removed = Vec::new();
     for _ in 0..MAX_SHAPE_ATTEMPTS {
@@ -984,6 +1045,7 @@ struct RawSpec {
     health_check: Option<RawHealthCheck>,
     restart: Option<Node>,
     update: Option<RawUpdate>,
+    pre_deploy_backup: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1123,6 +1185,9 @@ impl Validator {
             .map(|h| self.health_check(h, &ports, &root.key("health_check")));
         let restart = self.restart(raw.restart, &root.key("restart"));
         let update = self.update(raw.update, replicas, &root.key("update"));
+        let pre_deploy_backup = raw
+            .pre_deploy_backup
+            .map(|policy| self.pre_deploy_backup(policy, &root.key("pre_deploy_backup")));
         ServiceSpec {
             name,
             image,
@@ -1138,7 +1203,23 @@ impl Validator {
             health_check,
             restart,
             update,
+            pre_deploy_backup,
         }
+    }
+
+    /// A backup policy's name (its rule is a service name's); whether the
+    /// policy exists is for the controller to say at apply time.
+    fn pre_deploy_backup(&mut self, policy: String, path: &FieldPath) -> String {
+        if !is_dns_label(&policy) {
+            self.error(
+                path,
+                format!(
+                    "{policy:?} is not a backup policy name, use 1-63 lowercase letters, digits \
+                     and '-', starting with a letter, e.g. crm-db (see `argosy backup policy list`)"
+                ),
+            );
+        }
+        policy
     }
 
     fn name(&mut self, name: Option<String>, path: &FieldPath) -> String {
@@ -2399,7 +2480,7 @@ fn secret_file(
 }
 
 /// `10s`, `1m 30s`, `500ms`.
-fn show(d: Duration) -> String {
+pub(crate) fn show(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
@@ -2425,7 +2506,7 @@ fn out_of_range_port(n: i64) -> String {
 /// A DNS label: 1–63 lowercase letters, digits and `-`, starting with a
 /// letter and ending with a letter or digit (RFC 1035), so a service name
 /// can be a host name and never looks like a number.
-fn is_dns_label(s: &str) -> bool {
+pub(crate) fn is_dns_label(s: &str) -> bool {
     let bytes = s.as_bytes();
     (1..=63).contains(&bytes.len())
         && bytes[0].is_ascii_lowercase()
@@ -2756,6 +2837,7 @@ mod tests {
                         auto_revert: true,
                     },
                 ),
+                pre_deploy_backup: None,
             }"#]]
         .assert_eq(&format!("{spec:#?}"));
     }
@@ -2843,6 +2925,7 @@ auto_revert = true
                 health_check: None,
                 restart: RestartPolicy::Always,
                 update: UpdateStrategy::Rolling(Rolling::default()),
+                pre_deploy_backup: None,
             }
         );
         let toml = parse("name = \"web\"\nimage = \"nginx\"\n", Format::Toml).unwrap();
@@ -2935,7 +3018,7 @@ update:
             (
                 "bogus: 1",
                 &[
-                    "spec.bogus: unknown field, expected one of name, image, command, env, ports, volumes, secrets, replicas, placement, resources, health_check, restart, update",
+                    "spec.bogus: unknown field, expected one of name, image, command, env, ports, volumes, secrets, replicas, placement, resources, health_check, restart, update, pre_deploy_backup",
                 ],
             ),
             (
@@ -3006,9 +3089,9 @@ update:
             (
                 "a: 1\nresources:\n  b: 2\nc: 3",
                 &[
-                    "spec.a: unknown field, expected one of name, image, command, env, ports, volumes, secrets, replicas, placement, resources, health_check, restart, update",
+                    "spec.a: unknown field, expected one of name, image, command, env, ports, volumes, secrets, replicas, placement, resources, health_check, restart, update, pre_deploy_backup",
                     "spec.resources.b: unknown field, expected one of cpu, memory, memory_swap, pids",
-                    "spec.c: unknown field, expected one of name, image, command, env, ports, volumes, secrets, replicas, placement, resources, health_check, restart, update",
+                    "spec.c: unknown field, expected one of name, image, command, env, ports, volumes, secrets, replicas, placement, resources, health_check, restart, update, pre_deploy_backup",
                 ],
             ),
             // Type errors: each reported, the rest still checked.
@@ -4069,6 +4152,53 @@ DB_PASSWORD = { secret = "crm/db-password" }
                 &["spec.health_check.retries: 0 is out of range, write at least 1, e.g. 3"],
             ),
         ]);
+    }
+
+    #[test]
+    fn pre_deploy_backup_names_a_policy() {
+        assert_eq!(ok("name: web").pre_deploy_backup, None);
+        assert_eq!(
+            ok("pre_deploy_backup: crm-db").pre_deploy_backup.as_deref(),
+            Some("crm-db")
+        );
+        assert_eq!(ok("pre_deploy_backup: ~").pre_deploy_backup, None);
+        let toml = "name = \"web\"\nimage = \"nginx\"\npre_deploy_backup = \"crm-db\"\n";
+        assert_eq!(
+            parse(toml, Format::Toml)
+                .unwrap()
+                .pre_deploy_backup
+                .as_deref(),
+            Some("crm-db")
+        );
+        let help = "use 1-63 lowercase letters, digits and '-', starting with a letter, \
+                    e.g. crm-db (see `argosy backup policy list`)";
+        check_errors(&[
+            (
+                "pre_deploy_backup: CRM_DB",
+                &[&format!(
+                    r#"spec.pre_deploy_backup: "CRM_DB" is not a backup policy name, {help}"#
+                )],
+            ),
+            (
+                "pre_deploy_backup: ''",
+                &[&format!(
+                    r#"spec.pre_deploy_backup: "" is not a backup policy name, {help}"#
+                )],
+            ),
+            (
+                "pre_deploy_backup: [crm-db]",
+                &["spec.pre_deploy_backup: expected a string, found a list"],
+            ),
+            (
+                "backup: crm-db",
+                &["spec.backup: unknown field, did you mean pre_deploy_backup?"],
+            ),
+        ]);
+        // Stored revisions written before the field existed still read.
+        let mut json = serde_json::to_value(ok("name: web")).unwrap();
+        json.as_object_mut().unwrap().remove("pre_deploy_backup");
+        let old: ServiceSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(old.pre_deploy_backup, None);
     }
 
     #[test]

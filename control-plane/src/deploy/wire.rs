@@ -217,6 +217,7 @@ mod tests {
                 max_retries: Some(5),
             },
             update: UpdateStrategy::Rolling(Rolling::default()),
+            pre_deploy_backup: None,
         }
     }
 

@@ -307,6 +307,35 @@ async fn run_session(
                         tracing::warn!(host_id, %error, "could not compute the host's desired state")
                     }
                 }
+                if let Err(error) = cp.backups.host_connected(&host_id).await {
+                    tracing::warn!(host_id, %error, "could not resend the host's backup jobs");
+                }
+            }
+            Some(agent_message::Body::JobUpdate(update)) if registered => {
+                match cp.backups.job_update(&host_id, update, &cp.secrets).await {
+                    Ok(outcome) => {
+                        cp.pre_deploy_backups_done(outcome.into_iter().collect())
+                            .await
+                    }
+                    Err(error) => {
+                        // Not acknowledged: the agent sends it again.
+                        tracing::warn!(host_id, %error, "could not take in a backup job update");
+                        continue;
+                    }
+                }
+                let ack = control_message::Body::Ack(pb::Ack { seq: message.seq });
+                if session.outbound.send(control(ack)).await.is_err() {
+                    break;
+                }
+            }
+            Some(agent_message::Body::JobUpdate(_)) => {
+                let _ = session
+                    .outbound
+                    .send(Err(Status::failed_precondition(
+                        "send Hello before job updates",
+                    )))
+                    .await;
+                break;
             }
             Some(agent_message::Body::Metrics(batch)) => {
                 if !registered {

@@ -471,20 +471,20 @@ impl alert_service_server::AlertService for AlertApi {
         )
         .await?;
         let comment = request.into_inner().comment;
-        let result = self
-            .cp
-            .store
-            .acknowledge_alert(&id, &call.principal.actor(), comment.trim(), self.now())
-            .await
-            .map(alert_wire)
-            .map_err(|error| match error {
-                StoreError::NotFound { .. } => {
-                    Status::not_found(format!("no alert with id {id:?}"))
-                }
-                other => store_status(other),
-            });
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |principal| {
+            self.cp
+                .store
+                .acknowledge_alert(&id, &principal.actor(), comment.trim(), self.now())
+                .await
+                .map(alert_wire)
+                .map_err(|error| match error {
+                    StoreError::NotFound { .. } => {
+                        Status::not_found(format!("no alert with id {id:?}"))
+                    }
+                    other => store_status(other),
+                })
+        })
+        .await
     }
 
     async fn list_rules(
@@ -514,11 +514,10 @@ impl alert_service_server::AlertService for AlertApi {
             &name,
         )
         .await?;
-        let result = self
-            .add_rule_as(request.into_inner(), &call.principal)
-            .await;
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |principal| {
+            self.add_rule_as(request.into_inner(), principal).await
+        })
+        .await
     }
 
     async fn apply_rules(
@@ -534,11 +533,10 @@ impl alert_service_server::AlertService for AlertApi {
             "rules file",
         )
         .await?;
-        let result = self
-            .apply_rules_as(request.into_inner(), &call.principal)
-            .await;
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |principal| {
+            self.apply_rules_as(request.into_inner(), principal).await
+        })
+        .await
     }
 
     async fn update_rule(
@@ -560,11 +558,10 @@ impl alert_service_server::AlertService for AlertApi {
             &name,
         )
         .await?;
-        let result = self
-            .update_rule_as(request.into_inner(), &call.principal)
-            .await;
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |principal| {
+            self.update_rule_as(request.into_inner(), principal).await
+        })
+        .await
     }
 
     async fn remove_rule(
@@ -581,9 +578,8 @@ impl alert_service_server::AlertService for AlertApi {
             &name,
         )
         .await?;
-        let result = self.remove_rule_now(&name).await;
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |_| self.remove_rule_now(&name).await)
+            .await
     }
 
     async fn create_silence(
@@ -600,11 +596,11 @@ impl alert_service_server::AlertService for AlertApi {
             &subject,
         )
         .await?;
-        let result = self
-            .create_silence_as(request.into_inner(), &call.principal)
-            .await;
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |principal| {
+            self.create_silence_as(request.into_inner(), principal)
+                .await
+        })
+        .await
     }
 
     async fn list_silences(
@@ -645,20 +641,21 @@ impl alert_service_server::AlertService for AlertApi {
         )
         .await?;
         let now = self.now();
-        let result = match self
-            .cp
-            .store
-            .expire_silence(&id, &call.principal.actor(), now)
-            .await
-        {
-            Ok(row) => silence_wire(&row, now),
-            Err(StoreError::NotFound { .. }) => Err(Status::not_found(format!(
-                "no silence with id {id:?}; `argosy alert silences` shows them"
-            ))),
-            Err(other) => Err(store_status(other)),
-        };
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |principal| {
+            match self
+                .cp
+                .store
+                .expire_silence(&id, &principal.actor(), now)
+                .await
+            {
+                Ok(row) => silence_wire(&row, now),
+                Err(StoreError::NotFound { .. }) => Err(Status::not_found(format!(
+                    "no silence with id {id:?}; `argosy alert silences` shows them"
+                ))),
+                Err(other) => Err(store_status(other)),
+            }
+        })
+        .await
     }
 
     async fn add_channel(
@@ -675,11 +672,10 @@ impl alert_service_server::AlertService for AlertApi {
             &name,
         )
         .await?;
-        let result = self
-            .add_channel_as(request.into_inner(), &call.principal)
-            .await;
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |principal| {
+            self.add_channel_as(request.into_inner(), principal).await
+        })
+        .await
     }
 
     async fn list_channels(
@@ -713,15 +709,16 @@ impl alert_service_server::AlertService for AlertApi {
             &name,
         )
         .await?;
-        let result = match self.cp.store.delete_channel(&name).await {
-            Ok(Some(row)) => Ok(channel_wire(row)),
-            Ok(None) => Err(Status::not_found(format!(
-                "no channel named {name:?}; `argosy alert channel list` shows them"
-            ))),
-            Err(error) => Err(store_status(error)),
-        };
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |_| {
+            match self.cp.store.delete_channel(&name).await {
+                Ok(Some(row)) => Ok(channel_wire(row)),
+                Ok(None) => Err(Status::not_found(format!(
+                    "no channel named {name:?}; `argosy alert channel list` shows them"
+                ))),
+                Err(error) => Err(store_status(error)),
+            }
+        })
+        .await
     }
 
     async fn test_channel(
@@ -738,7 +735,7 @@ impl alert_service_server::AlertService for AlertApi {
             &name,
         )
         .await?;
-        let result = match self.channel_row(&name).await {
+        call.run(&self.cp, async |_| match self.channel_row(&name).await {
             Ok(row) => match parse_channel(&row) {
                 Ok(channel) => Ok(match engine::test_channel(&self.cp, &channel).await {
                     Ok(()) => pb::TestChannelResponse {
@@ -753,9 +750,8 @@ impl alert_service_server::AlertService for AlertApi {
                 Err(error) => Err(store_status(error)),
             },
             Err(status) => Err(status),
-        };
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        })
+        .await
     }
 }
 

@@ -31,6 +31,7 @@ fn deploy_status(error: DeployError) -> Status {
         | DeployError::ExactRegions { .. }
         | DeployError::NotDeployed(_)
         | DeployError::MissingSecrets(_) => Status::failed_precondition(error.to_string()),
+        DeployError::Denied { .. } => Status::permission_denied(error.to_string()),
         DeployError::SecretStore(_) => Status::unavailable(error.to_string()),
         DeployError::StoredSpec { .. }
         | DeployError::StoredState(..)
@@ -251,17 +252,13 @@ impl DeployApi {
         let call = self
             .change_service(caller, &service, command_event(&event), id)
             .await?;
-        let result = match self
-            .cp
-            .deploy
-            .command(id, event, &call.principal.actor())
-            .await
-        {
-            Ok(row) => self.with_counts(row).await,
-            Err(error) => Err(deploy_status(error)),
-        };
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |principal| {
+            match self.cp.deploy.command(id, event, &principal.actor()).await {
+                Ok(row) => self.with_counts(row).await,
+                Err(error) => Err(deploy_status(error)),
+            }
+        })
+        .await
     }
 
     /// Applies an authorized spec and describes the result.
@@ -291,6 +288,8 @@ impl DeployApi {
             revision: revision(Some(applied.revision)),
             created: applied.created,
             deployment,
+            warnings: applied.warnings,
+            defaults_applied: applied.defaults_applied,
         })
     }
 
@@ -430,6 +429,21 @@ impl deploy_service_server::DeployService for DeployApi {
             name: &spec.name,
             regions: &regions,
         };
+        if let Some(policy) = &spec.pre_deploy_backup {
+            let known = self
+                .cp
+                .store
+                .backup_policy(policy)
+                .await
+                .map_err(store_status)?;
+            if known.is_none() {
+                caller.read_role(Action::Deploy)?;
+                return Err(Status::failed_precondition(format!(
+                    "pre_deploy_backup names backup policy `{policy}`, which does not exist; \
+                     create it with `argosy backup policy apply -f FILE` first"
+                )));
+            }
+        }
         if r.dry_run {
             let who = caller.read(Action::Deploy, target)?;
             let applied = self
@@ -443,6 +457,8 @@ impl deploy_service_server::DeployService for DeployApi {
                 revision: 0,
                 created: false,
                 deployment: None,
+                warnings: applied.warnings,
+                defaults_applied: applied.defaults_applied,
             }));
         }
         let call = caller
@@ -454,9 +470,10 @@ impl deploy_service_server::DeployService for DeployApi {
                 &spec.name,
             )
             .await?;
-        let result = self.apply_spec(&r, &call.principal.actor()).await;
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |principal| {
+            self.apply_spec(&r, &principal.actor()).await
+        })
+        .await
     }
 
     async fn list_services(
@@ -596,21 +613,22 @@ impl deploy_service_server::DeployService for DeployApi {
             .await?;
         let to = (r.to_revision > 0).then(|| i64::try_from(r.to_revision).unwrap_or(i64::MAX));
         let actor = call.principal.actor();
-        let result = match self.cp.deploy.rollback(&r.service, to, &actor).await {
-            Ok(row) => {
-                tracing::info!(
-                    service = r.service,
-                    deployment = row.id,
-                    phase = row.phase,
-                    by = actor,
-                    "rollback"
-                );
-                self.with_counts(row).await
+        call.run(&self.cp, async |_| {
+            match self.cp.deploy.rollback(&r.service, to, &actor).await {
+                Ok(row) => {
+                    tracing::info!(
+                        service = r.service,
+                        deployment = row.id,
+                        phase = row.phase,
+                        by = actor,
+                        "rollback"
+                    );
+                    self.with_counts(row).await
+                }
+                Err(error) => Err(deploy_status(error)),
             }
-            Err(error) => Err(deploy_status(error)),
-        };
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        })
+        .await
     }
 
     async fn promote(
@@ -695,12 +713,13 @@ impl deploy_service_server::DeployService for DeployApi {
             .change_service(caller, &r.service, "service.scale", &r.service)
             .await?;
         let actor = call.principal.actor();
-        let result = match self.cp.deploy.scale(&r.service, r.replicas, &actor).await {
-            Ok(change) => self.service_change(change).await,
-            Err(error) => Err(deploy_status(error)),
-        };
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |_| {
+            match self.cp.deploy.scale(&r.service, r.replicas, &actor).await {
+                Ok(change) => self.service_change(change).await,
+                Err(error) => Err(deploy_status(error)),
+            }
+        })
+        .await
     }
 
     async fn stop_service(
@@ -713,12 +732,13 @@ impl deploy_service_server::DeployService for DeployApi {
             .change_service(caller, &r.service, "service.stop", &r.service)
             .await?;
         let actor = call.principal.actor();
-        let result = match self.cp.deploy.stop(&r.service, &actor).await {
-            Ok(change) => self.service_change(change).await,
-            Err(error) => Err(deploy_status(error)),
-        };
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |_| {
+            match self.cp.deploy.stop(&r.service, &actor).await {
+                Ok(change) => self.service_change(change).await,
+                Err(error) => Err(deploy_status(error)),
+            }
+        })
+        .await
     }
 
     type LogsStream = LogsStream;

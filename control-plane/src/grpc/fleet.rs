@@ -170,11 +170,13 @@ impl fleet_service_server::FleetService for FleetApi {
                 id,
             )
             .await?;
-        let result = self.revoke(id).await;
-        if result.is_ok() {
-            tracing::info!(host_id = id, by = call.principal.actor(), "host revoked");
-        }
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |principal| {
+            let result = self.revoke(id).await;
+            if result.is_ok() {
+                tracing::info!(host_id = id, by = principal.actor(), "host revoked");
+            }
+            result
+        })
+        .await
     }
 }

@@ -5,8 +5,10 @@
 pub mod agent;
 pub mod alerts;
 pub mod audit;
+pub mod backups;
 pub mod deploy;
 pub mod fleet;
+pub mod policies;
 pub mod secret_delivery;
 pub mod secrets;
 pub mod tokens;
@@ -128,6 +130,18 @@ pub(crate) struct AuditedCall {
 }
 
 impl AuditedCall {
+    /// Does the change, records its outcome, and answers with it: the one
+    /// shape of every audited handler.
+    pub(crate) async fn run<R>(
+        self,
+        cp: &ControlPlane,
+        work: impl AsyncFnOnce(&Principal) -> Result<R, Status>,
+    ) -> Result<tonic::Response<R>, Status> {
+        let result = work(&self.principal).await;
+        self.finish(cp, &result).await;
+        result.map(tonic::Response::new)
+    }
+
     /// Records the outcome of the change.
     pub(crate) async fn finish<R>(self, cp: &ControlPlane, result: &Result<R, Status>) {
         let outcome = match result {
@@ -186,6 +200,11 @@ pub(crate) async fn begin<T>(
         .await
 }
 
+/// The largest `AddPolicy` request: a module at the upload limit plus its
+/// configuration (tonic's default of 4 MiB would refuse big modules with a
+/// vaguer message than the upload check).
+const POLICY_MESSAGE_BYTES: usize = 9 << 20;
+
 /// Every gRPC service the control plane serves, with reflection and health.
 pub fn routes(
     cp: Arc<ControlPlane>,
@@ -216,6 +235,9 @@ pub fn routes(
             .set_serving::<argosy_proto::v1::alert_service_server::AlertServiceServer<alerts::AlertApi>>()
             .await;
         reporter
+            .set_serving::<argosy_proto::v1::backup_service_server::BackupServiceServer<backups::BackupApi>>()
+            .await;
+        reporter
             .set_serving::<ApiTokenServiceServer<tokens::ApiTokenApi>>()
             .await;
         reporter
@@ -226,6 +248,9 @@ pub fn routes(
             .await;
         reporter
             .set_serving::<UserServiceServer<users::UserApi>>()
+            .await;
+        reporter
+            .set_serving::<argosy_proto::v1::policy_service_server::PolicyServiceServer<policies::PolicyApi>>()
             .await;
         reporter
             .set_serving::<SessionServiceServer<users::SessionApi>>()
@@ -244,6 +269,11 @@ pub fn routes(
                 cp: cp.clone(),
             }),
         )
+        .add_service(
+            argosy_proto::v1::backup_service_server::BackupServiceServer::new(backups::BackupApi {
+                cp: cp.clone(),
+            }),
+        )
         .add_service(DeployServiceServer::new(deploy::DeployApi {
             cp: cp.clone(),
         }))
@@ -254,6 +284,12 @@ pub fn routes(
             cp: cp.clone(),
         }))
         .add_service(KeyServiceServer::new(secrets::KeyApi { cp: cp.clone() }))
+        .add_service(
+            argosy_proto::v1::policy_service_server::PolicyServiceServer::new(
+                policies::PolicyApi { cp: cp.clone() },
+            )
+            .max_decoding_message_size(POLICY_MESSAGE_BYTES),
+        )
         .add_service(UserServiceServer::new(users::UserApi { cp: cp.clone() }))
         .add_service(SessionServiceServer::new(users::SessionApi {
             cp: cp.clone(),

@@ -28,14 +28,26 @@ pub(crate) async fn answer(
         .iter()
         .map(|r| VersionedSecret::new(&r.name, r.version))
         .collect();
-    let decisions = match cp.deploy.host_secrets(host_id).await {
+    let host = match cp.deploy.host_secrets(host_id).await {
+        Ok(mut host) => match cp.backups.host_secrets(host_id).await {
+            Ok(jobs) => {
+                for (job, secret) in jobs {
+                    host.add(job.as_str(), [secret]);
+                }
+                Ok(host)
+            }
+            Err(error) => Err(error.to_string()),
+        },
+        Err(error) => Err(error.to_string()),
+    };
+    let decisions = match host {
         Ok(host) => secret_access::decide(&requested, &host),
         Err(error) => secret_access::decide(&requested, &HostSecrets::new(host_id))
             .into_iter()
             .map(|(secret, _)| {
                 let denial = Denial::Unchecked {
                     host: host_id.to_owned(),
-                    reason: error.to_string(),
+                    reason: error.clone(),
                 };
                 (secret, Access::Denied(denial))
             })

@@ -113,20 +113,20 @@ impl SecretService for SecretApi {
             )
             .await?;
         let value = zeroize::Zeroizing::new(r.value);
-        let result = self
-            .cp
-            .secrets
-            .set(&r.name, &value, mode, &call.principal.actor())
-            .await
-            .map(|set| pb::SetSecretResponse {
-                name: set.name,
-                version: set.version,
-                created: set.created,
-                pruned_versions: set.pruned,
-            })
-            .map_err(secret_status);
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |principal| {
+            self.cp
+                .secrets
+                .set(&r.name, &value, mode, &principal.actor())
+                .await
+                .map(|set| pb::SetSecretResponse {
+                    name: set.name,
+                    version: set.version,
+                    created: set.created,
+                    pruned_versions: set.pruned,
+                })
+                .map_err(secret_status)
+        })
+        .await
     }
 
     async fn list_secrets(
@@ -172,15 +172,16 @@ impl SecretService for SecretApi {
             0 => self.cp.secrets.latest_value(&r.name).await,
             version => self.cp.secrets.value(&r.name, version).await,
         };
-        let result = value
-            .map(|value| pb::GetSecretResponse {
-                name: value.name.clone(),
-                version: value.version,
-                value: value.bytes.to_vec(),
-            })
-            .map_err(secret_status);
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |_| {
+            value
+                .map(|value| pb::GetSecretResponse {
+                    name: value.name.clone(),
+                    version: value.version,
+                    value: value.bytes.to_vec(),
+                })
+                .map_err(secret_status)
+        })
+        .await
     }
 
     async fn delete_secret(
@@ -199,18 +200,18 @@ impl SecretService for SecretApi {
                 &r.name,
             )
             .await?;
-        let result = self
-            .cp
-            .secrets
-            .delete(&r.name, &call.principal.actor())
-            .await
-            .map(|versions_deleted| pb::DeleteSecretResponse {
-                name: r.name.clone(),
-                versions_deleted,
-            })
-            .map_err(secret_status);
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |principal| {
+            self.cp
+                .secrets
+                .delete(&r.name, &principal.actor())
+                .await
+                .map(|versions_deleted| pb::DeleteSecretResponse {
+                    name: r.name.clone(),
+                    versions_deleted,
+                })
+                .map_err(secret_status)
+        })
+        .await
     }
 
     async fn list_secret_versions(
@@ -262,21 +263,21 @@ impl KeyService for KeyApi {
                 "master key",
             )
             .await?;
-        let result = self
-            .cp
-            .secrets
-            .rotate_master_key(rotation)
-            .await
-            .map(|rotated| pb::RotateMasterKeyResponse {
-                old_key_id: rotated.old_key_id.to_string(),
-                new_key_id: rotated.new_key_id.to_string(),
-                data_keys_rewrapped: rotated.data_keys_rewrapped,
-                source: source_name(rotated.source).to_owned(),
-                next_step: rotated.next_step,
-            })
-            .map_err(rotate_status);
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |_| {
+            self.cp
+                .secrets
+                .rotate_master_key(rotation)
+                .await
+                .map(|rotated| pb::RotateMasterKeyResponse {
+                    old_key_id: rotated.old_key_id.to_string(),
+                    new_key_id: rotated.new_key_id.to_string(),
+                    data_keys_rewrapped: rotated.data_keys_rewrapped,
+                    source: source_name(rotated.source).to_owned(),
+                    next_step: rotated.next_step,
+                })
+                .map_err(rotate_status)
+        })
+        .await
     }
 }
 

@@ -169,10 +169,10 @@ impl join_token_service_server::JoinTokenService for JoinTokenApi {
             &region,
         )
         .await?;
-        let result =
-            create_join_token(&self.cp, &call.principal.actor(), request.into_inner()).await;
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |principal| {
+            create_join_token(&self.cp, &principal.actor(), request.into_inner()).await
+        })
+        .await
     }
 
     async fn list_join_tokens(
@@ -205,28 +205,26 @@ impl join_token_service_server::JoinTokenService for JoinTokenApi {
             id,
         )
         .await?;
-        let result = self
-            .cp
-            .store
-            .revoke_join_token(id, self.cp.now_ms())
-            .await
-            .map_err(store_status)
-            .and_then(|row| {
-                row.ok_or_else(|| {
-                    Status::not_found(format!(
-                        "no join token with id {id:?}; `argosy join-token list` shows them"
-                    ))
-                })
-            });
-        if result.is_ok() {
-            tracing::info!(
-                token_id = id,
-                by = call.principal.actor(),
-                "join token revoked"
-            );
-        }
-        call.finish(&self.cp, &result).await;
-        result.map(|row| Response::new(join_token_wire(row)))
+        call.run(&self.cp, async |principal| {
+            let result = self
+                .cp
+                .store
+                .revoke_join_token(id, self.cp.now_ms())
+                .await
+                .map_err(store_status)
+                .and_then(|row| {
+                    row.ok_or_else(|| {
+                        Status::not_found(format!(
+                            "no join token with id {id:?}; `argosy join-token list` shows them"
+                        ))
+                    })
+                });
+            if result.is_ok() {
+                tracing::info!(token_id = id, by = principal.actor(), "join token revoked");
+            }
+            result.map(join_token_wire)
+        })
+        .await
     }
 }
 
@@ -307,11 +305,10 @@ impl api_token_service_server::ApiTokenService for ApiTokenApi {
             &name,
         )
         .await?;
-        let result = self
-            .create(&call.principal.actor(), request.into_inner())
-            .await;
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |principal| {
+            self.create(&principal.actor(), request.into_inner()).await
+        })
+        .await
     }
 
     async fn list_api_tokens(
@@ -344,28 +341,26 @@ impl api_token_service_server::ApiTokenService for ApiTokenApi {
             id,
         )
         .await?;
-        let result = self
-            .cp
-            .store
-            .revoke_api_token(id, self.cp.now_ms())
-            .await
-            .map_err(store_status)
-            .and_then(|row| {
-                row.ok_or_else(|| {
-                    Status::not_found(format!(
-                        "no API token with id {id:?}; `argosy token list` shows them"
-                    ))
-                })
-            });
-        if result.is_ok() {
-            tracing::info!(
-                token_id = id,
-                by = call.principal.actor(),
-                "API token revoked"
-            );
-        }
-        call.finish(&self.cp, &result).await;
-        result.map(|row| Response::new(api_token_wire(row)))
+        call.run(&self.cp, async |principal| {
+            let result = self
+                .cp
+                .store
+                .revoke_api_token(id, self.cp.now_ms())
+                .await
+                .map_err(store_status)
+                .and_then(|row| {
+                    row.ok_or_else(|| {
+                        Status::not_found(format!(
+                            "no API token with id {id:?}; `argosy token list` shows them"
+                        ))
+                    })
+                });
+            if result.is_ok() {
+                tracing::info!(token_id = id, by = principal.actor(), "API token revoked");
+            }
+            result.map(api_token_wire)
+        })
+        .await
     }
 
     async fn who_am_i(

@@ -200,11 +200,10 @@ impl UserService for UserApi {
                 &name,
             )
             .await?;
-        let result = self
-            .add(&call.principal.actor(), request.into_inner())
-            .await;
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |principal| {
+            self.add(&principal.actor(), request.into_inner()).await
+        })
+        .await
     }
 
     async fn remove_user(
@@ -222,22 +221,24 @@ impl UserService for UserApi {
                 &name,
             )
             .await?;
-        let result = self
-            .cp
-            .store
-            .remove_user(&name, self.cp.now_ms())
-            .await
-            .map_err(store_status)
-            .and_then(|removed| removed.ok_or_else(|| no_such_user(&name)));
-        if result.is_ok() {
-            tracing::info!(
-                user = name,
-                by = call.principal.actor(),
-                "user removed, sessions ended"
-            );
-        }
-        call.finish(&self.cp, &result).await;
-        result.map(|row| Response::new(user_wire(&row)))
+        call.run(&self.cp, async |principal| {
+            let result = self
+                .cp
+                .store
+                .remove_user(&name, self.cp.now_ms())
+                .await
+                .map_err(store_status)
+                .and_then(|removed| removed.ok_or_else(|| no_such_user(&name)));
+            if result.is_ok() {
+                tracing::info!(
+                    user = name,
+                    by = principal.actor(),
+                    "user removed, sessions ended"
+                );
+            }
+            result.map(|row| user_wire(&row))
+        })
+        .await
     }
 
     async fn set_password(
@@ -267,18 +268,20 @@ impl UserService for UserApi {
         let call = caller
             .change(&self.cp, action, Target::Global, "user.passwd", &name)
             .await?;
-        let result = self
-            .set_password(&name, change, &session_in_use, request.into_inner())
-            .await;
-        if result.is_ok() {
-            tracing::info!(
-                user = name,
-                by = call.principal.actor(),
-                "password changed, other sessions ended"
-            );
-        }
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |principal| {
+            let result = self
+                .set_password(&name, change, &session_in_use, request.into_inner())
+                .await;
+            if result.is_ok() {
+                tracing::info!(
+                    user = name,
+                    by = principal.actor(),
+                    "password changed, other sessions ended"
+                );
+            }
+            result
+        })
+        .await
     }
 
     async fn list_users(
@@ -457,16 +460,16 @@ impl SessionService for SessionApi {
                 &session,
             )
             .await?;
-        let result = self
-            .cp
-            .store
-            .revoke_api_token(&session, self.cp.now_ms())
-            .await
-            .map_err(store_status)
-            .map(|_| pb::LogoutResponse {
-                token_id: session.clone(),
-            });
-        call.finish(&self.cp, &result).await;
-        result.map(Response::new)
+        call.run(&self.cp, async |_| {
+            self.cp
+                .store
+                .revoke_api_token(&session, self.cp.now_ms())
+                .await
+                .map_err(store_status)
+                .map(|_| pb::LogoutResponse {
+                    token_id: session.clone(),
+                })
+        })
+        .await
     }
 }

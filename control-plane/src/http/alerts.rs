@@ -129,7 +129,10 @@ pub(crate) fn channel_json(c: &pb::Channel) -> Value {
     })
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(body: &str, what: &str) -> Result<T, ApiError> {
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(
+    body: &str,
+    what: &str,
+) -> Result<T, ApiError> {
     let body = if body.trim().is_empty() { "{}" } else { body };
     serde_json::from_str(body)
         .map_err(|e| ApiError::bad_request(format!("the body is not a valid {what}: {e}")))

@@ -90,6 +90,8 @@ pub(super) async fn apply(
         "revision": applied.revision,
         "created": applied.created,
         "deployment": applied.deployment.as_ref().map(deployment_json),
+        "warnings": applied.warnings,
+        "defaults_applied": applied.defaults_applied,
     })))
 }
 

@@ -5,8 +5,10 @@
 pub(crate) mod alerts;
 mod api;
 mod audit;
+mod backups;
 mod deploy;
 mod downloads;
+pub(crate) mod policies;
 mod prometheus;
 mod secrets;
 mod users;
@@ -207,6 +209,36 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         )
         .route("/api/v1/alerts/{id}", get(alerts::get_alert))
         .route("/api/v1/alerts/{id}/ack", post(alerts::acknowledge))
+        .route(
+            "/api/v1/policies",
+            get(policies::list)
+                .post(policies::add)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    policies::UPLOAD_BODY_BYTES,
+                )),
+        )
+        .route(
+            "/api/v1/policies/{name}",
+            get(policies::show).delete(policies::remove),
+        )
+        .route("/api/v1/policies/{name}/enable", post(policies::enable))
+        .route("/api/v1/policies/{name}/disable", post(policies::disable))
+        .route("/api/v1/policies/{name}/test", post(policies::test))
+        .route(
+            "/api/v1/backups/policies",
+            get(backups::list_policies).post(backups::apply_policy),
+        )
+        .route(
+            "/api/v1/backups/policies/{name}",
+            get(backups::get_policy).delete(backups::remove_policy),
+        )
+        .route("/api/v1/backups", get(backups::list_backups))
+        .route("/api/v1/backups/run", post(backups::run))
+        .route("/api/v1/backups/jobs", get(backups::list_jobs))
+        .route("/api/v1/backups/jobs/{id}", get(backups::get_job))
+        .route("/api/v1/backups/{id}", get(backups::get_backup))
+        .route("/api/v1/backups/{id}/verify", post(backups::verify))
+        .route("/api/v1/backups/{id}/restore", post(backups::restore))
         .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/audit/verify", get(audit::verify))
         .route("/api/v1/secrets", get(secrets::list).post(secrets::set))

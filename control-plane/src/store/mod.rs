@@ -13,10 +13,12 @@
 
 mod alerts;
 mod audit;
+pub mod backups;
 mod deploy;
 mod hosts;
 pub mod metric_query;
 mod metrics;
+mod policies;
 mod secrets;
 mod settings;
 mod tokens;
@@ -38,12 +40,14 @@ pub use alerts::{
     DeliveryRow, FinishedDeploymentRow, NewDelivery, RunningAllocationRow, SilenceRow,
 };
 pub use audit::AuditFilter;
+pub use backups::{BackupJobRow, BackupPolicyRow, BackupRow};
 pub use deploy::{AllocationRow, DeploymentEventRow, DeploymentRow, RevisionRow, ServiceRow};
 pub use hosts::HostRow;
 pub use metric_query::{
     Metric, MetricPoint, MetricQuery, PlanError, Retention, Source, UnknownMetric, Watermarks,
 };
 pub use metrics::{MetricSeries, PruneReport, RollupReport, SampleRow};
+pub use policies::{NewPolicyVersion, PolicyRow, PolicyVersionRow};
 pub use secrets::{
     AddedVersion, NewSecretVersion, RewrappedKey, SealedVersion, SecretRow, SecretVersionRow,
     WrappedKeyRow, versions_to_prune,
