@@ -2,7 +2,7 @@
 //! input to its answer, and [`policy!`] exports it with the ABI the
 //! control plane calls (JSON over linear memory, `docs/policies.md`).
 //!
-//! ```ignore
+//! ```no_run
 //! use argosy_policy_sdk::{policy, Request, input::AdmitInput, answer::Admit};
 //!
 //! fn admit(request: Request<AdmitInput>) -> Admit {
