@@ -16,7 +16,7 @@ mod support;
 
 use argosy_agent::backup::source::{start_dump, start_restore};
 use argosy_agent::backup::{
-    ARCHIVE_BYTES, ARCHIVE_FILES, DumpReport, RestoreInto, RestoreReport, SourceContext,
+    ARCHIVE_BYTES, ARCHIVE_FILES, DumpReport, Fed, RestoreInto, RestoreReport, SourceContext,
     SourceError, TableRows,
 };
 use argosy_agent::docker::{Engine, ExecStdio};
@@ -291,7 +291,25 @@ async fn restore(
         restore.input.write_all(chunk).await.unwrap();
     }
     restore.input.shutdown().await.unwrap();
-    restore.finish.await
+    (restore.finish)(Fed::Whole).await
+}
+
+/// Feeds `bytes` (a dump cut short: every statement in it is valid) and
+/// abandons the restore, as the pipeline does when the artifact turns out
+/// damaged part-way.
+async fn abandon_restore(
+    source: &BackupSource,
+    into: RestoreInto,
+    ctx: &SourceContext,
+    bytes: &[u8],
+) -> SourceError {
+    let mut restore = start_restore(source, into, None, ctx).await.unwrap();
+    for chunk in bytes.chunks(7919) {
+        restore.input.write_all(chunk).await.unwrap();
+    }
+    restore.input.flush().await.unwrap();
+    drop(restore.input);
+    (restore.finish)(Fed::Abandoned).await.unwrap_err()
 }
 
 fn no_scratch_databases(cluster: &Cluster) {
@@ -636,6 +654,51 @@ async fn postgres_a_broken_dump_changes_nothing() {
         .await
         .unwrap_err();
     assert_eq!(cluster.psql("crm", "select count(*) from customers"), "4");
+    assert_eq!(
+        cluster.psql("crm", "select count(*) from \"My Schema\".\"t.x\""),
+        "1000"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_restore_abandoned_part_way_keeps_nothing() {
+    let cluster = Cluster::start();
+    cluster.seed("crm");
+    let source = postgres_source("");
+    let ctx = cluster.context("crm");
+    let (bytes, _) = dump(&source, &ctx).await;
+    // Cut right after the customers' data: everything before is valid SQL
+    // that psql runs; only the missing end says the artifact was damaged.
+    let text = String::from_utf8_lossy(&bytes);
+    let customers = text.find("COPY public.customers").unwrap();
+    let cut = customers + text[customers..].find("\\.\n").unwrap() + 3;
+    let cut_short = &bytes[..cut];
+
+    // A new database: gone by the time the restore's end returns.
+    let error = abandon_restore(
+        &source,
+        RestoreInto::Database("crm_abandoned".into()),
+        &ctx,
+        cut_short,
+    )
+    .await;
+    assert!(error.to_string().contains("abandoned part-way"), "{error}");
+    assert!(
+        !cluster.databases().contains(&"crm_abandoned".to_owned()),
+        "the database of an abandoned restore is dropped before it reports"
+    );
+    abandon_restore(&source, RestoreInto::Scratch, &ctx, cut_short).await;
+    no_scratch_databases(&cluster);
+
+    // In place: the statements that arrived (the schema dropped and
+    // recreated, customers copied) are rolled back, not committed.
+    cluster.psql("crm", "delete from customers where id = 5");
+    abandon_restore(&source, RestoreInto::InPlace, &ctx, cut_short).await;
+    assert_eq!(
+        cluster.psql("crm", "select count(*) from customers"),
+        "4",
+        "the cut dump's customers (5 rows) were not committed"
+    );
     assert_eq!(
         cluster.psql("crm", "select count(*) from \"My Schema\".\"t.x\""),
         "1000"

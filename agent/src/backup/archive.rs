@@ -28,7 +28,7 @@ use argosy_proto::v1::{PathSource, VolumeSource};
 
 use super::source::{self, DiscardWhenClosed, Place, ScannedReader, ScannedWriter, Tool};
 use super::{
-    ARCHIVE_BYTES, ARCHIVE_FILES, Dump, DumpReport, Restore, RestoreInto, RestoreReport,
+    ARCHIVE_BYTES, ARCHIVE_FILES, Dump, DumpReport, Fed, Restore, RestoreInto, RestoreReport,
     SourceContext, SourceError, Stage, TableRows,
 };
 
@@ -549,78 +549,114 @@ pub async fn start_restore(
         ScannedWriter::new(DiscardWhenClosed::new(running.stdin), TarStats::default());
     let exit = running.exit;
     let archived = archived.clone();
-    let finish = async move {
-        let outcome = async {
-            exit.await?.check(
-                &archived.origin,
-                Stage::Restore,
-                "tar",
-                &[],
-                Archived::tar_hint,
-            )?;
-            let elapsed = started.elapsed();
-            let dir = target.dir().to_path_buf();
-            let landed = tokio::task::spawn_blocking(move || measure(&dir))
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|measured| measured)
-                .map_err(archived.io(
-                    Stage::Count,
-                    format!("measuring {}", target.dir().display()),
-                ))?;
-            if let Target::Scratch(_) = target {
-                let given = match given.await {
-                    Ok(Ok(given)) => given,
-                    Ok(Err(error)) => {
-                        return Err(SourceError::Incomplete {
-                            origin: archived.origin.clone(),
-                            stage: Stage::Restore,
-                            problem: error.to_string(),
-                        });
-                    }
-                    Err(_) => {
-                        return Err(SourceError::Incomplete {
-                            origin: archived.origin.clone(),
-                            stage: Stage::Restore,
-                            problem: "the archive was not written to its end (the input was \
-                                      not shut down)"
-                                .into(),
-                        });
-                    }
+    let finish = move |fed: Fed| -> source::FinishFuture {
+        Box::pin(async move {
+            if fed == Fed::Abandoned {
+                // Stops tar, and takes away what it extracted where that is
+                // ours to take: a scratch directory, a new (or empty) target
+                // directory. In place, the files it already wrote stay.
+                drop(exit);
+                let cleaned = match target {
+                    Target::Scratch(scratch) => scratch.remove().await,
+                    Target::Directory(dir) => empty_directory(dir).await,
+                    Target::InPlace(_) => Ok(()),
                 };
-                if given != landed {
-                    return Err(SourceError::Incomplete {
-                        origin: archived.origin.clone(),
-                        stage: Stage::Restore,
-                        problem: format!("the archive holds {given} but {landed} were extracted"),
-                    });
-                }
+                cleaned
+                    .map_err(archived.io(Stage::Cleanup, "removing an abandoned restore".into()))?;
+                return Err(source::abandoned(&archived.origin));
             }
-            Ok(RestoreReport {
-                tables: landed.rows(),
-                assertion: None,
-                elapsed,
-            })
-        }
-        .await;
-        let removed = match target {
-            Target::Scratch(scratch) => {
-                let path = scratch.path().display().to_string();
-                scratch
-                    .remove()
+            let outcome = async {
+                exit.await?.check(
+                    &archived.origin,
+                    Stage::Restore,
+                    "tar",
+                    &[],
+                    Archived::tar_hint,
+                )?;
+                let elapsed = started.elapsed();
+                let dir = target.dir().to_path_buf();
+                let landed = tokio::task::spawn_blocking(move || measure(&dir))
                     .await
-                    .map_err(archived.io(Stage::Cleanup, format!("removing {path}")))
+                    .map_err(std::io::Error::other)
+                    .and_then(|measured| measured)
+                    .map_err(archived.io(
+                        Stage::Count,
+                        format!("measuring {}", target.dir().display()),
+                    ))?;
+                if let Target::Scratch(_) = target {
+                    let given = match given.await {
+                        Ok(Ok(given)) => given,
+                        Ok(Err(error)) => {
+                            return Err(SourceError::Incomplete {
+                                origin: archived.origin.clone(),
+                                stage: Stage::Restore,
+                                problem: error.to_string(),
+                            });
+                        }
+                        Err(_) => {
+                            return Err(SourceError::Incomplete {
+                                origin: archived.origin.clone(),
+                                stage: Stage::Restore,
+                                problem: "the archive was not written to its end (the input was \
+                                      not shut down)"
+                                    .into(),
+                            });
+                        }
+                    };
+                    if given != landed {
+                        return Err(SourceError::Incomplete {
+                            origin: archived.origin.clone(),
+                            stage: Stage::Restore,
+                            problem: format!(
+                                "the archive holds {given} but {landed} were extracted"
+                            ),
+                        });
+                    }
+                }
+                Ok(RestoreReport {
+                    tables: landed.rows(),
+                    assertion: None,
+                    elapsed,
+                })
             }
-            Target::Directory(_) | Target::InPlace(_) => Ok(()),
-        };
-        let report = outcome?;
-        removed?;
-        Ok(report)
+            .await;
+            let removed = match target {
+                Target::Scratch(scratch) => {
+                    let path = scratch.path().display().to_string();
+                    scratch
+                        .remove()
+                        .await
+                        .map_err(archived.io(Stage::Cleanup, format!("removing {path}")))
+                }
+                Target::Directory(_) | Target::InPlace(_) => Ok(()),
+            };
+            let report = outcome?;
+            removed?;
+            Ok(report)
+        })
     };
     Ok(Restore {
         input: Box::pin(input),
-        finish: Box::pin(finish),
+        finish: Box::new(finish),
     })
+}
+
+/// Removes everything inside `dir` (a restore target that was new or
+/// empty before the restore), keeping `dir` itself.
+async fn empty_directory(dir: PathBuf) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() && !path.is_symlink() {
+                std::fs::remove_dir_all(&path)?;
+            } else {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 #[cfg(test)]

@@ -89,15 +89,37 @@ pub enum RestoreInto {
 }
 
 /// A restore being fed: write the decrypted, decompressed dump into
-/// `input`, shut it down, then `finish` reports what the target holds.
-/// If the target stops reading early (the tool failed), `input` discards
-/// the rest rather than failing, so the pipeline reaches `finish`, which
-/// says why. Dropping a `Restore` unfinished still removes a scratch
-/// target (in the background).
+/// `input`, shut it down, then `finish(Fed::Whole)` reports what the
+/// target holds. If the target stops reading early (the tool failed),
+/// `input` discards the rest rather than failing, so the pipeline reaches
+/// `finish`, which says why. When the artifact turns out to be damaged
+/// (or the wrong key), drop `input` unshut and call
+/// `finish(Fed::Abandoned)`: it returns only once what the restore made
+/// is gone again (a created database dropped, a new directory emptied),
+/// so a failed job never reports before its cleanup. Dropping a `Restore`
+/// without finishing it still cleans up, in the background.
 pub struct Restore {
     pub input: Pin<Box<dyn AsyncWrite + Send>>,
-    pub finish:
-        Pin<Box<dyn std::future::Future<Output = Result<RestoreReport, SourceError>> + Send>>,
+    pub finish: FinishRestore,
+}
+
+/// The end of a [`Restore`]: told how its input ended.
+pub type FinishRestore = Box<
+    dyn FnOnce(
+            Fed,
+        ) -> Pin<
+            Box<dyn std::future::Future<Output = Result<RestoreReport, SourceError>> + Send>,
+        > + Send,
+>;
+
+/// How the pipeline ended a restore's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fed {
+    /// The whole artifact was sound and written; the input was shut down.
+    Whole,
+    /// The artifact failed part-way; the input was dropped unfinished and
+    /// nothing of it may stay.
+    Abandoned,
 }
 
 /// What a finished restore reports.

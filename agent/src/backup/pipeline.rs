@@ -27,7 +27,7 @@ use super::destinations::{
     Destination, DestinationError, InFlight, Stored, Upload, artifact_name, manifest_name,
 };
 use super::seal::{Cipher, Opener, SealError, Sealer};
-use super::{Dump, Restore, RestoreReport, SourceError, TableRows};
+use super::{Dump, Fed, Restore, RestoreReport, SourceError, TableRows};
 use argosy_proto::v1::{BackupManifest, JobProgress, StoredCopy, TableCheck};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
@@ -1212,7 +1212,8 @@ pub struct RestoreRun<'a> {
 
 /// Streams the fetched artifact into `restore` and returns what the
 /// target reports. The target is finished only when the whole artifact
-/// was sound; otherwise it is dropped (a scratch target removes itself).
+/// was sound; otherwise it is abandoned, and cleaned up before this
+/// returns.
 pub async fn restore(
     stored: Stored,
     location: &str,
@@ -1252,14 +1253,21 @@ pub async fn restore(
         opened: opened.result,
         written: fed.map(drop),
     };
-    judge_artifact(run.backup_id, location, run.manifest, facts)?;
-    input
-        .shutdown()
-        .await
-        .map_err(PipelineError::RestoreInput)?;
+    if let Err(error) = judge_artifact(run.backup_id, location, run.manifest, facts) {
+        // The input ends unshut, so the target keeps nothing of it; the
+        // job reports only once the target's cleanup is done.
+        drop(input);
+        let _ = finish(Fed::Abandoned).await;
+        return Err(error);
+    }
+    if let Err(error) = input.shutdown().await {
+        drop(input);
+        let _ = finish(Fed::Abandoned).await;
+        return Err(PipelineError::RestoreInput(error));
+    }
     drop(input);
     progress.report("compare", size, size);
-    Ok(finish.await?)
+    Ok(finish(Fed::Whole).await?)
 }
 
 #[cfg(test)]
@@ -1676,11 +1684,16 @@ mod tests {
         });
         let restore = Restore {
             input: Box::pin(input),
-            finish: Box::pin(async move {
-                Ok(RestoreReport {
-                    tables,
-                    assertion: Some(true),
-                    elapsed: Duration::from_millis(1),
+            finish: Box::new(move |fed| {
+                Box::pin(async move {
+                    if fed == Fed::Abandoned {
+                        return Err(crate::backup::source::abandoned("collecting"));
+                    }
+                    Ok(RestoreReport {
+                        tables,
+                        assertion: Some(true),
+                        elapsed: Duration::from_millis(1),
+                    })
                 })
             }),
         };

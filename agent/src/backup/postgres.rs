@@ -24,36 +24,42 @@
 //! `CREATE DATABASE … TEMPLATE template0` with the source's encoding and
 //! collation (a scratch `argosy_verify_<random>` for verification, dropped
 //! `WITH (FORCE)` whatever happens, or a new named database), or over the
-//! source in place, always with `psql --single-transaction -v
-//! ON_ERROR_STOP=1`, so a failed restore changes nothing. Then every user
+//! source in place, always in one transaction that `psql -v ON_ERROR_STOP=1`
+//! runs as `BEGIN;`, the dump, and a `COMMIT;` the pipeline writes only
+//! once the whole artifact proved sound ([`EndsOnShutdown`]) — so a failed
+//! restore, or an artifact damaged part-way, changes nothing (psql's own
+//! `--single-transaction` would commit whatever arrived before the input
+//! ended). Then every user
 //! table's rows are counted exactly (one statement, `count(*)` per table
 //! through `query_to_xml`) and the verification's assertion is run.
 
 use std::time::Instant;
 
 use argosy_proto::v1::PostgresSource;
+use tokio::io::AsyncWriteExt;
 use zeroize::Zeroizing;
 
 use super::copy_rows::{CopyRows, CopyRowsError};
-use super::source::{self, Captured, DiscardWhenClosed, Place, ScannedReader, Tool};
+use super::source::{
+    self, Captured, DiscardWhenClosed, EndsOnShutdown, Place, ScannedReader, Tool,
+};
 use super::{
-    Dump, DumpReport, Restore, RestoreInto, RestoreReport, SourceContext, SourceError, Stage,
+    Dump, DumpReport, Fed, Restore, RestoreInto, RestoreReport, SourceContext, SourceError, Stage,
     TableRows,
 };
 
 /// The `pg_dump` options; see the module documentation for why.
 pub const DUMP_ARGS: &[&str] = &["--format=plain", "--clean", "--if-exists", "--no-owner"];
 
-/// The `psql` options of a restore: whole or nothing, quiet.
-pub const RESTORE_ARGS: &[&str] = &[
-    "-X",
-    "-q",
-    "-v",
-    "ON_ERROR_STOP=1",
-    "--single-transaction",
-    "-f",
-    "-",
-];
+/// The `psql` options of a restore: stop at the first error, quiet. The
+/// transaction is the input's own: [`RESTORE_BEGIN`] … [`RESTORE_COMMIT`].
+pub const RESTORE_ARGS: &[&str] = &["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"];
+
+/// The first line of a restore's input.
+pub const RESTORE_BEGIN: &[u8] = b"BEGIN;\n";
+/// The last line of a restore's input, written only when the whole
+/// artifact was sound: without it the server rolls everything back.
+pub const RESTORE_COMMIT: &[u8] = b"\nCOMMIT;\n";
 
 /// How long a connection attempt may take (unless the URL says).
 const CONNECT_TIMEOUT_SECONDS: &str = "10";
@@ -730,41 +736,64 @@ pub async fn start_restore(
         .map(str::trim)
         .filter(|sql| !sql.is_empty())
         .map(str::to_owned);
-    let exit = running.exit;
-    let finish = async move {
-        let outcome = async {
-            let connection = &database.connection;
-            exit.await?.check(
-                &database.origin,
-                Stage::Restore,
-                "psql",
-                &database.secret_refs(),
-                |stderr| hint(stderr, connection),
-            )?;
-            let elapsed = started.elapsed();
-            let tables = database.count_rows(&target).await?;
-            let assertion = match &assertion {
-                Some(sql) => Some(database.assert(&target, sql).await?),
-                None => None,
-            };
-            Ok(RestoreReport {
-                tables,
-                assertion,
-                elapsed,
-            })
+    let mut input = DiscardWhenClosed::new(running.stdin);
+    if let Err(error) = input.write_all(RESTORE_BEGIN).await {
+        if let Some(created) = created.take() {
+            let _ = created.settle(false).await;
         }
-        .await;
-        let settled = match created {
-            Some(created) => created.settle(outcome.is_ok()).await,
-            None => Ok(()),
-        };
-        let report = outcome?;
-        settled?;
-        Ok(report)
+        return Err(SourceError::Incomplete {
+            origin: database.origin.clone(),
+            stage: Stage::Restore,
+            problem: format!("cannot write to psql: {error}"),
+        });
+    }
+    let exit = running.exit;
+    let finish = move |fed: Fed| -> source::FinishFuture {
+        Box::pin(async move {
+            if fed == Fed::Abandoned {
+                // psql saw its input end without `COMMIT;`: nothing it ran
+                // stays. Stop it, and drop a database made for this restore
+                // before the job reports.
+                drop(exit);
+                if let Some(created) = created {
+                    created.settle(false).await?;
+                }
+                return Err(source::abandoned(&database.origin));
+            }
+            let outcome = async {
+                let connection = &database.connection;
+                exit.await?.check(
+                    &database.origin,
+                    Stage::Restore,
+                    "psql",
+                    &database.secret_refs(),
+                    |stderr| hint(stderr, connection),
+                )?;
+                let elapsed = started.elapsed();
+                let tables = database.count_rows(&target).await?;
+                let assertion = match &assertion {
+                    Some(sql) => Some(database.assert(&target, sql).await?),
+                    None => None,
+                };
+                Ok(RestoreReport {
+                    tables,
+                    assertion,
+                    elapsed,
+                })
+            }
+            .await;
+            let settled = match created {
+                Some(created) => created.settle(outcome.is_ok()).await,
+                None => Ok(()),
+            };
+            let report = outcome?;
+            settled?;
+            Ok(report)
+        })
     };
     Ok(Restore {
-        input: Box::pin(DiscardWhenClosed::new(running.stdin)),
-        finish: Box::pin(finish),
+        input: Box::pin(EndsOnShutdown::new(input, RESTORE_COMMIT)),
+        finish: Box::new(finish),
     })
 }
 
@@ -1054,7 +1083,9 @@ mod tests {
             DUMP_ARGS,
             ["--format=plain", "--clean", "--if-exists", "--no-owner"]
         );
-        assert!(RESTORE_ARGS.contains(&"--single-transaction"));
+        assert!(!RESTORE_ARGS.contains(&"--single-transaction"));
+        assert!(RESTORE_BEGIN.starts_with(b"BEGIN;"));
+        assert!(RESTORE_COMMIT.ends_with(b"COMMIT;\n"));
         assert!(RESTORE_ARGS.contains(&"ON_ERROR_STOP=1"));
         assert!(RESTORE_ARGS.ends_with(&["-f", "-"]));
     }

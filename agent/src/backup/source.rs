@@ -24,7 +24,7 @@ use zeroize::Zeroizing;
 
 use super::archive::{self, Archived};
 use super::{
-    Dump, DumpReport, Restore, RestoreInto, RestoreReport, SourceContext, SourceError, Stage,
+    Dump, DumpReport, Fed, Restore, RestoreInto, RestoreReport, SourceContext, SourceError, Stage,
     postgres,
 };
 use crate::docker::{Engine, ExecStdio};
@@ -115,15 +115,20 @@ async fn command_restore(
     let started = Instant::now();
     match into {
         RestoreInto::Scratch => {
-            let finish = async move {
-                Ok(RestoreReport {
-                    elapsed: started.elapsed(),
-                    ..RestoreReport::default()
+            let finish = move |fed: Fed| -> FinishFuture {
+                Box::pin(async move {
+                    if fed == Fed::Abandoned {
+                        return Err(abandoned(COMMAND_ORIGIN));
+                    }
+                    Ok(RestoreReport {
+                        elapsed: started.elapsed(),
+                        ..RestoreReport::default()
+                    })
                 })
             };
             Ok(Restore {
                 input: Box::pin(tokio::io::sink()),
-                finish: Box::pin(finish),
+                finish: Box::new(finish),
             })
         }
         RestoreInto::InPlace => {
@@ -137,22 +142,31 @@ async fn command_restore(
             }
             let tool = Tool::new("sh", ["-c", command.restore.as_str()]).stdin();
             let running = run(&Place::Host, tool, COMMAND_ORIGIN, Stage::Restore).await?;
-            let finish = async move {
-                running.exit.await?.check(
-                    COMMAND_ORIGIN,
-                    Stage::Restore,
-                    "sh -c RESTORE",
-                    &[],
-                    |_| "fix the policy's restore command (it reads the dump on stdin)".into(),
-                )?;
-                Ok(RestoreReport {
-                    elapsed: started.elapsed(),
-                    ..RestoreReport::default()
+            let exit = running.exit;
+            let finish = move |fed: Fed| -> FinishFuture {
+                Box::pin(async move {
+                    if fed == Fed::Abandoned {
+                        // Stops the command; what it already applied is its
+                        // own to undo (a command is opaque to Argosy).
+                        drop(exit);
+                        return Err(abandoned(COMMAND_ORIGIN));
+                    }
+                    exit.await?.check(
+                        COMMAND_ORIGIN,
+                        Stage::Restore,
+                        "sh -c RESTORE",
+                        &[],
+                        |_| "fix the policy's restore command (it reads the dump on stdin)".into(),
+                    )?;
+                    Ok(RestoreReport {
+                        elapsed: started.elapsed(),
+                        ..RestoreReport::default()
+                    })
                 })
             };
             Ok(Restore {
                 input: Box::pin(DiscardWhenClosed::new(running.stdin)),
-                finish: Box::pin(finish),
+                finish: Box::new(finish),
             })
         }
         RestoreInto::Database(_) | RestoreInto::Directory(_) => Err(SourceError::Invalid {
@@ -161,6 +175,19 @@ async fn command_restore(
                       where the data goes): restore with --in-place"
                 .into(),
         }),
+    }
+}
+
+/// What a restore's `finish` returns.
+pub type FinishFuture = Pin<Box<dyn Future<Output = Result<RestoreReport, SourceError>> + Send>>;
+
+/// What an abandoned restore returns (after its cleanup): the pipeline
+/// reports the artifact's own error, this one only says why it stopped.
+pub fn abandoned(origin: &str) -> SourceError {
+    SourceError::Incomplete {
+        origin: origin.to_owned(),
+        stage: Stage::Restore,
+        problem: "the restore was abandoned part-way".into(),
     }
 }
 
@@ -783,10 +810,77 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for DiscardWhenClosed<W> {
     }
 }
 
+/// A restore input that writes `ending` (say `COMMIT;`) only when it is
+/// shut down: an input dropped part-way — a damaged artifact, a wrong key
+/// — never carries it, so a target that applies its input only on that
+/// last line keeps nothing of a broken restore.
+pub struct EndsOnShutdown<W> {
+    inner: W,
+    ending: &'static [u8],
+    written: usize,
+}
+
+impl<W> EndsOnShutdown<W> {
+    pub fn new(inner: W, ending: &'static [u8]) -> Self {
+        Self {
+            inner,
+            ending,
+            written: 0,
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for EndsOnShutdown<W> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        while this.written < this.ending.len() {
+            let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &this.ending[this.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            this.written += n;
+        }
+        ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn the_ending_is_written_only_on_shutdown() {
+        let (writer, mut reader) = tokio::io::duplex(1024);
+        let mut whole = EndsOnShutdown::new(writer, b"COMMIT;\n");
+        whole.write_all(b"INSERT 1;\n").await.unwrap();
+        whole.shutdown().await.unwrap();
+        drop(whole);
+        let mut got = String::new();
+        reader.read_to_string(&mut got).await.unwrap();
+        assert_eq!(got, "INSERT 1;\nCOMMIT;\n");
+
+        let (writer, mut reader) = tokio::io::duplex(1024);
+        let mut dropped = EndsOnShutdown::new(writer, b"COMMIT;\n");
+        dropped.write_all(b"INSERT 1;\n").await.unwrap();
+        drop(dropped);
+        let mut got = String::new();
+        reader.read_to_string(&mut got).await.unwrap();
+        assert_eq!(got, "INSERT 1;\n");
+    }
 
     #[test]
     fn a_short_tail_is_all_of_it_on_one_line() {
@@ -983,7 +1077,7 @@ mod tests {
             .unwrap();
         restore.input.write_all(b"the dump").await.unwrap();
         restore.input.shutdown().await.unwrap();
-        restore.finish.await.unwrap();
+        (restore.finish)(Fed::Whole).await.unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"the dump");
 
         // A restore command that fails early: the input takes the rest,
@@ -1001,7 +1095,7 @@ mod tests {
             restore.input.write_all(&[0; 65536]).await.unwrap();
         }
         restore.input.shutdown().await.unwrap();
-        let error = restore.finish.await.unwrap_err().to_string();
+        let error = (restore.finish)(Fed::Whole).await.unwrap_err().to_string();
         assert!(error.contains("exited with status 4: refusing"), "{error}");
 
         // Scratch runs nothing: it reads the dump to its end.
@@ -1010,7 +1104,7 @@ mod tests {
             .unwrap();
         restore.input.write_all(b"anything").await.unwrap();
         restore.input.shutdown().await.unwrap();
-        restore.finish.await.unwrap();
+        (restore.finish)(Fed::Whole).await.unwrap();
 
         for into in [
             RestoreInto::Database("x".into()),
