@@ -1,5 +1,6 @@
 //! Talking to a control plane: a gRPC channel that pins its CA the way the
-//! CLI and agent do, a bearer-token interceptor, and a plain HTTP/1.1 GET.
+//! CLI and agent do, a bearer-token interceptor, and plain HTTP/1.1
+//! requests (with a browser's headers, and Server-Sent Events).
 
 use anyhow::Context;
 use argosy_proto::join::CaFingerprint;
@@ -135,6 +136,23 @@ pub async fn http_request(
     token: Option<&str>,
     body: Vec<u8>,
 ) -> anyhow::Result<HttpResponse> {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .as_deref()
+        .map(|b| vec![("authorization", b)])
+        .unwrap_or_default();
+    http_request_with(addr, method, path, &headers, body).await
+}
+
+/// Sends one request with `headers` (besides `Host`) and returns the
+/// response with its body still streaming.
+async fn send(
+    addr: SocketAddr,
+    method: &http::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> anyhow::Result<http::Response<hyper::body::Incoming>> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .with_context(|| format!("cannot connect to http://{addr}"))?;
@@ -145,16 +163,28 @@ pub async fn http_request(
         .method(method.clone())
         .uri(path)
         .header(http::header::HOST, addr.to_string());
-    if let Some(token) = token {
-        request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
-    let response = tokio::time::timeout(
+    tokio::time::timeout(
         std::time::Duration::from_secs(30),
         sender.send_request(request.body(Full::new(Bytes::from(body)))?),
     )
     .await
     .with_context(|| format!("{method} http://{addr}{path} timed out"))?
-    .with_context(|| format!("{method} http://{addr}{path} failed"))?;
+    .with_context(|| format!("{method} http://{addr}{path} failed"))
+}
+
+/// `METHOD path` on `addr` over plain HTTP/1.1 with `body` and `headers`
+/// (cookies, CSRF tokens, origins: what a browser would send).
+pub async fn http_request_with(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> anyhow::Result<HttpResponse> {
+    let response = send(addr, &method, path, headers, body).await?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response.into_body().collect().await?.to_bytes().to_vec();
@@ -163,6 +193,49 @@ pub async fn http_request(
         headers,
         body,
     })
+}
+
+/// `GET path` as a Server-Sent Events stream: the `(event, data)` pairs
+/// that arrive until `count` of them came or `within` passed, with the
+/// response's status.
+pub async fn sse_events(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    count: usize,
+    within: std::time::Duration,
+) -> anyhow::Result<(u16, Vec<(String, String)>)> {
+    let response = send(addr, &http::Method::GET, path, headers, Vec::new()).await?;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut text = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while events.len() < count {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) | Ok(None) => break,
+            Ok(Some(frame)) => frame?,
+        };
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let mut event = String::from("message");
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(name) = line.strip_prefix("event:") {
+                    event = name.trim().to_owned();
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data.push_str(value.trim_start());
+                }
+            }
+            if !data.is_empty() {
+                events.push((event, data));
+            }
+        }
+    }
+    Ok((status, events))
 }
 
 /// Renders a gRPC status with its whole cause chain, for assertions on

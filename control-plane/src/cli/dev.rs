@@ -39,8 +39,8 @@ fn print_banner(started: &Started) {
     );
     println!("  gRPC API (TLS):  {}", started.advertise_grpc);
     println!(
-        "  HTTP:            {}  (REST /api/v1, /metrics, /install.sh)",
-        started.public_http_url
+        "  dashboard:       {}/  (also REST /api/v1, /metrics, /install.sh)",
+        started.public_http_url.trim_end_matches('/')
     );
     println!("  CA fingerprint:  {}", started.ca_fingerprint);
     if let Some(token) = &started.admin_token {
@@ -49,6 +49,9 @@ fn print_banner(started: &Started) {
         println!(
             "  log in:          argosy login --addr {} --ca-fingerprint {} --token {token}",
             started.advertise_grpc, started.ca_fingerprint
+        );
+        println!(
+            "                   (the dashboard takes the token too; `argosy user add` makes users)"
         );
     }
     println!("  add a host:      argosy join-token create --region eu-west --ttl 1h");

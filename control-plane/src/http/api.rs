@@ -131,9 +131,135 @@ pub(super) async fn host_metrics(
     }))
 }
 
+#[derive(Deserialize)]
+pub(super) struct LiveParams {
+    /// Comma-separated metric names.
+    metric: String,
+}
+
+/// How often the live stream looks for new samples (agents report every
+/// few seconds; the store is the one source, so any replica serves it).
+const LIVE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The metric names of a live request: `cpu,memory` → both, in order,
+/// without blanks or repeats.
+pub(super) fn live_metrics_of(text: &str) -> Result<Vec<String>, String> {
+    let mut metrics: Vec<String> = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !metrics.iter().any(|m| m == name) {
+            metrics.push(name.to_owned());
+        }
+    }
+    if metrics.is_empty() || metrics.len() > 16 {
+        return Err("metric must name 1 to 16 metrics, comma-separated (cpu,memory)".into());
+    }
+    Ok(metrics)
+}
+
+/// `GET /api/v1/hosts/{id}/metrics/live?metric=cpu,memory`: Server-Sent
+/// Events, one `point` event (`{"metric", "timestamp_ms", "avg", "max"}`)
+/// per new sample. Every poll is an authorized query, so a revoked
+/// session or token ends the stream with an `error` event.
+pub(super) async fn live_metrics(
+    State(cp): State<Arc<ControlPlane>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(params): Query<LiveParams>,
+) -> Result<
+    axum::response::sse::Sse<
+        impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    ApiError,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let metrics = live_metrics_of(&params.metric).map_err(ApiError::bad_request)?;
+    let api = FleetApi { cp: cp.clone() };
+    // The first query answers now: an unknown host, metric or a missing
+    // right is a plain HTTP error rather than a stream that ends at once.
+    let mut last_seen: HashMap<String, i64> = HashMap::new();
+    let now = cp.now_ms();
+    for metric in &metrics {
+        api.query_metrics(grpc_request(
+            &headers,
+            pb::QueryMetricsRequest {
+                host_id: id.clone(),
+                metric: metric.clone(),
+                start_ms: now,
+                end_ms: now,
+                step_ms: 0,
+            },
+        ))
+        .await?;
+        last_seen.insert(metric.clone(), now);
+    }
+    let stream = async_stream::stream! {
+        let mut ticker = tokio::time::interval(LIVE_POLL);
+        loop {
+            ticker.tick().await;
+            let now = cp.now_ms();
+            for metric in &metrics {
+                let since = last_seen.get(metric).copied().unwrap_or(now);
+                let answer = api
+                    .query_metrics(grpc_request(
+                        &headers,
+                        pb::QueryMetricsRequest {
+                            host_id: id.clone(),
+                            metric: metric.clone(),
+                            start_ms: since + 1,
+                            end_ms: now,
+                            step_ms: 0,
+                        },
+                    ))
+                    .await;
+                let points = match answer {
+                    Ok(answer) => answer.into_inner().points,
+                    Err(status) => {
+                        yield Ok(Event::default().event("error").data(status.message()));
+                        return;
+                    }
+                };
+                for point in points {
+                    if point.timestamp_ms <= since {
+                        continue;
+                    }
+                    last_seen.insert(metric.clone(), point.timestamp_ms);
+                    let data = serde_json::json!({
+                        "metric": metric,
+                        "timestamp_ms": point.timestamp_ms,
+                        "avg": point.avg,
+                        "max": point.max,
+                    });
+                    yield Ok(Event::default().event("point").data(data.to_string()));
+                }
+            }
+        }
+    };
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn live_metrics_are_named_once_each() {
+        assert_eq!(
+            live_metrics_of(" cpu,memory,,cpu ").unwrap(),
+            vec!["cpu".to_owned(), "memory".to_owned()]
+        );
+        assert!(live_metrics_of(" , ").is_err());
+        assert!(
+            live_metrics_of(
+                &vec!["m"; 17]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| format!("{m}{i}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+            .is_err()
+        );
+    }
 
     #[test]
     fn since_accepts_durations_and_milliseconds() {

@@ -6,11 +6,14 @@ pub(crate) mod alerts;
 mod api;
 mod audit;
 mod backups;
+mod dashboard;
 mod deploy;
 mod downloads;
 pub(crate) mod policies;
 mod prometheus;
 mod secrets;
+mod session;
+mod tokens;
 mod users;
 
 use crate::state::{AuthError, ControlPlane};
@@ -145,6 +148,28 @@ impl IntoResponse for ApiError {
 /// The HTTP router.
 pub fn router(cp: Arc<ControlPlane>) -> Router {
     Router::new()
+        .route("/", get(dashboard::index))
+        .route("/assets/{name}", get(dashboard::asset))
+        .route(
+            session::SESSION_PATH,
+            get(session::show)
+                .post(session::create)
+                .delete(session::remove),
+        )
+        .route(
+            "/api/v1/tokens",
+            get(tokens::list_tokens).post(tokens::create_token),
+        )
+        .route("/api/v1/tokens/{id}", delete(tokens::revoke_token))
+        .route(
+            "/api/v1/join-tokens",
+            get(tokens::list_join_tokens).post(tokens::create_join_token),
+        )
+        .route(
+            "/api/v1/join-tokens/{id}",
+            delete(tokens::revoke_join_token),
+        )
+        .route("/api/v1/hosts/{id}/metrics/live", get(api::live_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus::metrics))
@@ -248,7 +273,12 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
                 .post(secrets::reveal)
                 .delete(secrets::delete),
         )
+        // Outermost first on the way in: the peer's address, then the
+        // session cookie (as a bearer token, after the CSRF check).
+        .layer(axum::middleware::from_fn(session::cookie_session))
         .layer(axum::middleware::from_fn(stamp_source))
+        .layer(axum::middleware::from_fn(dashboard::security_headers))
+        .layer(tower_http::compression::CompressionLayer::new())
         .with_state(cp)
 }
 

@@ -23,7 +23,10 @@ use std::sync::Arc;
 /// The body as JSON, or a 400 that says where it is wrong. Read whatever
 /// the content type says, so `curl -d '{…}'` works as it is. Only the place
 /// is reported: serde's own message can quote the input, a password here.
-fn body<T: serde::de::DeserializeOwned>(body: &Bytes, shape: &str) -> Result<T, ApiError> {
+pub(super) fn body<T: serde::de::DeserializeOwned>(
+    body: &Bytes,
+    shape: &str,
+) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|error| {
         ApiError::bad_request(format!(
             "the JSON body is not valid (at line {} column {}); send {shape}",
@@ -143,6 +146,16 @@ pub(super) struct LoginBody {
     ttl_seconds: u64,
 }
 
+impl LoginBody {
+    pub(super) fn into_request(self) -> pb::LoginRequest {
+        pb::LoginRequest {
+            username: self.username,
+            password: self.password,
+            ttl_seconds: self.ttl_seconds,
+        }
+    }
+}
+
 /// `POST /api/v1/login` with `{"username", "password", "ttl_seconds"?}`:
 /// the session token to send as `Authorization: Bearer`.
 pub(super) async fn login(
@@ -155,14 +168,7 @@ pub(super) async fn login(
         r#"{"username": string, "password": string, "ttl_seconds": number (optional)}"#,
     )?;
     let session = SessionApi { cp }
-        .login(request(
-            &headers,
-            pb::LoginRequest {
-                username: login.username,
-                password: login.password,
-                ttl_seconds: login.ttl_seconds,
-            },
-        ))
+        .login(request(&headers, login.into_request()))
         .await?
         .into_inner();
     Ok(Json(json!({
