@@ -23,9 +23,18 @@
 
 pub mod abi;
 pub mod answer;
+#[cfg(target_arch = "wasm32")]
+pub mod bump;
 pub mod input;
 
 pub use serde_json::{self, Value, json};
+
+/// Every policy built with the SDK allocates with [`bump::Bump`] (a
+/// fresh instance per decision needs no `free`, and it starts in the
+/// module's initial memory instead of growing it).
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: bump::Bump = bump::Bump::new();
 
 /// What a policy receives: the hook, its own name and configuration
 /// (`argosy policy add --config`), and the hook's input.
