@@ -21,6 +21,7 @@ pub mod logs;
 pub mod passwords;
 pub mod pki;
 pub mod policy;
+pub mod routing;
 pub mod secrets;
 pub mod server;
 pub mod state;

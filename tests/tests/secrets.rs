@@ -470,6 +470,22 @@ async fn roles_decide_who_reads_values(env: &TestEnv) -> anyhow::Result<()> {
 }
 
 /// Every byte of the SQLite database, its WAL and its shared-memory file.
+/// Folds a WAL that a stopped server left (a shutdown cut short on a busy
+/// machine) into the database file, as any next open would: the files are
+/// then compared in the state no reader changes, so only a real write by
+/// the start under test shows.
+async fn settle_sqlite(cp: &ControlPlane) -> anyhow::Result<()> {
+    use sqlx::Connection as _;
+    let path = cp.data_dir().join("argosy.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
+    let mut db = sqlx::SqliteConnection::connect_with(&options).await?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut db)
+        .await?;
+    db.close().await?;
+    Ok(())
+}
+
 fn sqlite_files(cp: &ControlPlane) -> Vec<(String, Option<Vec<u8>>)> {
     ["argosy.db", "argosy.db-wal", "argosy.db-shm"]
         .iter()
@@ -574,13 +590,16 @@ async fn no_value_is_ever_stored_or_logged_in_clear(env: &TestEnv) -> anyhow::Re
 /// byte for byte, or every PostgreSQL table's rows.
 async fn store_snapshot(env: &TestEnv, cp: &ControlPlane) -> anyhow::Result<Vec<String>> {
     match env.store() {
-        Store::Sqlite => Ok(sqlite_files(cp)
-            .into_iter()
-            .map(|(name, bytes)| match bytes {
-                Some(bytes) => format!("{name}: {}", hex::encode(Sha256::digest(&bytes))),
-                None => format!("{name}: absent"),
-            })
-            .collect()),
+        Store::Sqlite => {
+            settle_sqlite(cp).await?;
+            Ok(sqlite_files(cp)
+                .into_iter()
+                .map(|(name, bytes)| match bytes {
+                    Some(bytes) => format!("{name}: {}", hex::encode(Sha256::digest(&bytes))),
+                    None => format!("{name}: absent"),
+                })
+                .collect())
+        }
         Store::Postgres => {
             let mut snapshot = Vec::new();
             for table in postgres_tables(cp).await? {
