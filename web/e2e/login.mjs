@@ -1,5 +1,6 @@
 // A wrong password shows the server's error; the right one shows the
-// overview with at least ARGOSY_EXPECT_HOSTS host rows.
+// overview with at least ARGOSY_EXPECT_HOSTS host rows; every page of the
+// navigation fits a 1024 px wide window.
 // Env: ARGOSY_URL, ARGOSY_USER, ARGOSY_PASSWORD, ARGOSY_EXPECT_HOSTS (default 1).
 import { assert, env, fail, open, scenario, textOf, tid, waitUntil } from './lib.mjs';
 
@@ -54,4 +55,24 @@ await scenario('login', async ({ page, log }) => {
   await page.reload({ waitUntil: 'domcontentloaded' });
   await page.waitForSelector(tid('host-row'), { timeout: 20_000 });
   assert(!(await page.$(tid('login-username'))), 'a reload went back to the login page');
+
+  // Usable from 1024 px wide: no page of the navigation scrolls sideways.
+  await page.setViewportSize({ width: 1024, height: 768 });
+  const pages = await page.$$eval('nav a[data-testid^="nav-"]', (links) =>
+    links.map((a) => a.getAttribute('href')),
+  );
+  assert(pages.length >= 8, `the navigation shows ${pages.length} pages`);
+  for (const hash of pages) {
+    await open(page, hash);
+    await page.waitForSelector(`nav a[href="${hash}"][aria-current="page"]`, { timeout: 20_000 });
+    await page.waitForLoadState('networkidle');
+    const { scroll, width } = await page.evaluate(() => ({
+      scroll: document.documentElement.scrollWidth,
+      width: window.innerWidth,
+    }));
+    assert(scroll <= width + 1, `${hash} is ${scroll} px wide in a ${width} px window`);
+  }
+  log(`${pages.length} pages fit 1024 px`);
+  await open(page, '#/overview');
+  await page.waitForSelector(tid('host-row'), { timeout: 20_000 });
 });
