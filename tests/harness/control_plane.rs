@@ -461,6 +461,32 @@ impl ControlPlane {
         .await
     }
 
+    /// `argosy user add NAME --role ROLE --password-stdin` as admin.
+    pub async fn add_user(&self, name: &str, role: &str, password: &str) -> anyhow::Result<()> {
+        self.cli()
+            .stdin(&format!("{password}\n"))
+            .run(&["user", "add", name, "--role", role, "--password-stdin"])
+            .await?
+            .ok()?;
+        Ok(())
+    }
+
+    /// `DELETE path` on the HTTP listener, with an optional bearer token.
+    pub async fn http_delete(
+        &self,
+        path: &str,
+        token: Option<&str>,
+    ) -> anyhow::Result<HttpResponse> {
+        api::http_request(
+            self.http_addr,
+            http::Method::DELETE,
+            path,
+            token,
+            Vec::new(),
+        )
+        .await
+    }
+
     /// The real CLI, pointed at this control plane as admin through
     /// `ARGOSY_ADDR`, `ARGOSY_TOKEN` and `ARGOSY_CA_FINGERPRINT`, with an
     /// empty CLI config.

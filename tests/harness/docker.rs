@@ -67,3 +67,32 @@ pub async fn remove_service(service: &str) {
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}", rand::random::<u32>() % 100_000)
 }
+
+/// A spec of the test web image (`argosy-test/web:VERSION` from the
+/// loopback registry): small limits, an HTTP health check on `/version`,
+/// a one-at-a-time rolling update with short deadlines.
+pub fn web_spec(name: &str, version: &str, replicas: u32) -> String {
+    format!(
+        r#"name: {name}
+image: {registry}/argosy-test/web:{version}
+replicas: {replicas}
+resources:
+  cpu: 0.1
+  memory: 64MiB
+health_check:
+  http:
+    path: /version
+    port: 8080
+  interval: 1s
+  timeout: 500ms
+  retries: 2
+update:
+  strategy: rolling
+  max_parallel: 1
+  min_healthy_time: 1s
+  healthy_deadline: 60s
+  progress_deadline: 120s
+"#,
+        registry = registry()
+    )
+}

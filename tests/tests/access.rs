@@ -126,16 +126,6 @@ async fn token(
     Ok(json["secret"].as_str().context("no secret")?.to_owned())
 }
 
-/// `argosy user add NAME --role ROLE --password-stdin` as admin.
-async fn add_user(cp: &ControlPlane, name: &str, role: &str, password: &str) -> anyhow::Result<()> {
-    cp.cli()
-        .stdin(&format!("{password}\n"))
-        .run(&["user", "add", name, "--role", role, "--password-stdin"])
-        .await?
-        .ok()?;
-    Ok(())
-}
-
 /// `POST /api/v1/login`.
 async fn http_login(cp: &ControlPlane, name: &str, password: &str) -> anyhow::Result<HttpResponse> {
     let body = json!({ "username": name, "password": password }).to_string();
@@ -270,7 +260,7 @@ async fn every_role_against_every_api_class(env: &TestEnv) -> anyhow::Result<()>
         });
         let user = format!("{name}-person");
         let password = format!("{name} has a long password");
-        add_user(&cp, &user, name, &password).await?;
+        cp.add_user(&user, name, &password).await?;
         callers.push(Caller {
             label: format!("user:{user}"),
             role,
@@ -758,7 +748,7 @@ async fn users_log_in_and_out(env: &TestEnv) -> anyhow::Result<()> {
         http.status,
         http.text()
     );
-    add_user(&cp, "alice", "operator", first).await?;
+    cp.add_user("alice", "operator", first).await?;
     let dup = cp
         .cli()
         .stdin(&format!("{first}\n"))
@@ -1092,7 +1082,7 @@ async fn users_log_in_and_out(env: &TestEnv) -> anyhow::Result<()> {
 async fn lockout_after_failed_logins(env: &TestEnv) -> anyhow::Result<()> {
     let cp = ControlPlane::start(env, &[]).await?;
     let password = "carol's right password";
-    add_user(&cp, "carol", "viewer", password).await?;
+    cp.add_user("carol", "viewer", password).await?;
     // A success clears earlier failures.
     for _ in 0..4 {
         ensure!(http_login(&cp, "carol", "a wrong guess!!").await?.status == 401);

@@ -9,7 +9,7 @@
 //! test-artifacts/dashboard/`).
 
 use anyhow::{Context, ensure};
-use argosy_e2e::docker::{registry, remove_service, unique_name};
+use argosy_e2e::docker::{remove_service, unique_name, web_spec};
 use argosy_e2e::{Agent, ControlPlane, Store, TestEnv};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -67,41 +67,6 @@ async fn scenario(name: &str, vars: &[(&str, &str)]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn add_user(cp: &ControlPlane, name: &str, role: &str, password: &str) -> anyhow::Result<()> {
-    cp.cli()
-        .stdin(&format!("{password}\n"))
-        .run(&["user", "add", name, "--role", role, "--password-stdin"])
-        .await?
-        .ok()?;
-    Ok(())
-}
-
-fn web_spec(name: &str) -> String {
-    format!(
-        r#"name: {name}
-image: {registry}/argosy-test/web:v1
-replicas: 2
-resources:
-  cpu: 0.1
-  memory: 64MiB
-health_check:
-  http:
-    path: /version
-    port: 8080
-  interval: 1s
-  timeout: 500ms
-  retries: 2
-update:
-  strategy: rolling
-  max_parallel: 1
-  min_healthy_time: 1s
-  healthy_deadline: 60s
-  progress_deadline: 120s
-"#,
-        registry = registry()
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_in_a_real_browser() {
     let env = TestEnv::new(Store::Sqlite).await;
@@ -115,8 +80,8 @@ async fn dashboard(env: &TestEnv) -> anyhow::Result<()> {
     let mut agent = Agent::start(env, &join, "1s")?;
     let host_id = agent.wait_enrolled().await?;
     cp.wait_online(&host_id).await?;
-    add_user(&cp, ADMIN, "admin", ADMIN_PASSWORD).await?;
-    add_user(&cp, VIEWER, "viewer", VIEWER_PASSWORD).await?;
+    cp.add_user(ADMIN, "admin", ADMIN_PASSWORD).await?;
+    cp.add_user(VIEWER, "viewer", VIEWER_PASSWORD).await?;
     let url = cp.http_url();
     let admin = [
         ("ARGOSY_URL", url.as_str()),
@@ -174,7 +139,7 @@ async fn dashboard(env: &TestEnv) -> anyhow::Result<()> {
     run("backup", with(&[("ARGOSY_BACKUP_POLICY", "files")])).await?;
 
     let service = unique_name("dash-web");
-    let spec = web_spec(&service);
+    let spec = web_spec(&service, "v1", 2);
     let applied = run(
         "apply_service",
         with(&[("ARGOSY_SPEC", &spec), ("ARGOSY_SERVICE", &service)]),

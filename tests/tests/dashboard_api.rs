@@ -23,15 +23,6 @@ both_stores!(
 const ALICE_PASSWORD: &str = "alice-has-a-long-password";
 const VIEWER_PASSWORD: &str = "vera-only-looks-around";
 
-async fn add_user(cp: &ControlPlane, name: &str, role: &str, password: &str) -> anyhow::Result<()> {
-    cp.cli()
-        .stdin(&format!("{password}\n"))
-        .run(&["user", "add", name, "--role", role, "--password-stdin"])
-        .await?
-        .ok()?;
-    Ok(())
-}
-
 /// A request as a browser on the dashboard's page sends it.
 async fn browser(
     cp: &ControlPlane,
@@ -164,8 +155,8 @@ async fn browser_sessions_need_the_csrf_token_to_change_anything(
     env: &TestEnv,
 ) -> anyhow::Result<()> {
     let cp = ControlPlane::start(env, &[]).await?;
-    add_user(&cp, "alice", "operator", ALICE_PASSWORD).await?;
-    add_user(&cp, "vera", "viewer", VIEWER_PASSWORD).await?;
+    cp.add_user("alice", "operator", ALICE_PASSWORD).await?;
+    cp.add_user("vera", "viewer", VIEWER_PASSWORD).await?;
     let json_type = ("content-type", "application/json");
 
     // A wrong password: refused, and no cookie.
@@ -520,14 +511,9 @@ async fn tokens_and_join_tokens_over_json(env: &TestEnv) -> anyhow::Result<()> {
         bad_role.status,
         bad_role.text()
     );
-    let revoked = http_request_with(
-        cp.http_addr,
-        Method::DELETE,
-        &format!("/api/v1/tokens/{id}"),
-        &[("authorization", &format!("Bearer {}", cp.admin_token))],
-        Vec::new(),
-    )
-    .await?;
+    let revoked = cp
+        .http_delete(&format!("/api/v1/tokens/{id}"), admin)
+        .await?;
     ensure!(
         revoked.status == 200,
         "revoke: {} {}",
@@ -585,14 +571,9 @@ async fn tokens_and_join_tokens_over_json(env: &TestEnv) -> anyhow::Result<()> {
         bad.status,
         bad.text()
     );
-    let revoked = http_request_with(
-        cp.http_addr,
-        Method::DELETE,
-        &format!("/api/v1/join-tokens/{join_id}"),
-        &[("authorization", &format!("Bearer {}", cp.admin_token))],
-        Vec::new(),
-    )
-    .await?;
+    let revoked = cp
+        .http_delete(&format!("/api/v1/join-tokens/{join_id}"), admin)
+        .await?;
     ensure!(
         revoked.status == 200,
         "revoke join token: {}",

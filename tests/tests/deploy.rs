@@ -5,7 +5,7 @@
 //! or an impossible placement says precisely what is wrong.
 
 use anyhow::{Context, ensure};
-use argosy_e2e::docker::{containers, docker, registry, unique_name as unique};
+use argosy_e2e::docker::{containers, docker, registry, unique_name as unique, web_spec};
 use argosy_e2e::{Agent, ControlPlane, TestEnv, both_stores, eventually_within};
 use std::time::Duration;
 
@@ -15,32 +15,6 @@ both_stores!(
     json_over_http,
     container_logs
 );
-
-fn web_spec(name: &str, version: &str, replicas: u32) -> String {
-    format!(
-        r#"name: {name}
-image: {registry}/argosy-test/web:{version}
-replicas: {replicas}
-resources:
-  cpu: 0.1
-  memory: 64MiB
-health_check:
-  http:
-    path: /version
-    port: 8080
-  interval: 1s
-  timeout: 500ms
-  retries: 2
-update:
-  strategy: rolling
-  max_parallel: 1
-  min_healthy_time: 1s
-  healthy_deadline: 60s
-  progress_deadline: 120s
-"#,
-        registry = registry()
-    )
-}
 
 async fn apply_roll_over_and_roll_back(env: &TestEnv) -> anyhow::Result<()> {
     let cp = ControlPlane::start(env, &[]).await?;

@@ -224,7 +224,7 @@ pub(super) async fn create(
         r#"{"username": string, "password": string, "ttl_seconds": number (optional)} or {"token": string}"#,
     )?;
     let now = cp.now_ms();
-    let (token, answer) = match login {
+    let (token, mut answer) = match login {
         SessionLogin::Password(login) => {
             let session = SessionApi { cp }
                 .login(request(&headers, login.into_request()))
@@ -263,7 +263,6 @@ pub(super) async fn create(
     };
     let max_age = (answer["expires_at_ms"].as_i64().unwrap_or(now) - now) / 1000;
     let cookie = session_cookie(&token, max_age, behind_tls(&headers));
-    let mut answer = answer;
     answer["csrf_token"] = json!(csrf_token(&token));
     Ok(([(header::SET_COOKIE, cookie)], Json(answer)).into_response())
 }

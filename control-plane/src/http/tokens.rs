@@ -3,11 +3,10 @@
 //! the gRPC `ApiTokenService` and `JoinTokenService` handlers — their
 //! authorization, audit and rules apply unchanged.
 
-use super::users::body;
+use super::users::{body, wire_role};
 use super::{ApiError, grpc_request as request};
-use crate::auth::Role;
 use crate::dto::{ApiTokenJson, JoinTokenJson, ScopeJson};
-use crate::grpc::tokens::{ApiTokenApi, JoinTokenApi, role_wire};
+use crate::grpc::tokens::{ApiTokenApi, JoinTokenApi};
 use crate::state::ControlPlane;
 use argosy_proto::v1::{
     self as pb, api_token_service_server::ApiTokenService,
@@ -59,12 +58,7 @@ pub(super) async fn create_token(
         &json,
         r#"{"name": string, "role": "admin"|"operator"|"viewer", "ttl_seconds": number (optional), "scope": {"regions": [string], "service_prefixes": [string]} (optional)}"#,
     )?;
-    // An unknown role goes through as unspecified, so the handler checks
-    // the caller before it explains the input.
-    let role = create
-        .role
-        .parse::<Role>()
-        .map_or(pb::Role::Unspecified, role_wire);
+    let role = wire_role(&create.role);
     let created = ApiTokenApi { cp }
         .create_api_token(request(
             &headers,

@@ -36,6 +36,14 @@ pub(super) fn body<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// A role named in a JSON body, for the wire. An unknown name goes
+/// through as unspecified, so the gRPC handler checks the caller before it
+/// explains the input.
+pub(super) fn wire_role(name: &str) -> pb::Role {
+    name.parse::<Role>()
+        .map_or(pb::Role::Unspecified, role_wire)
+}
+
 pub(super) async fn list_users(
     State(cp): State<Arc<ControlPlane>>,
     headers: HeaderMap,
@@ -68,12 +76,7 @@ pub(super) async fn add_user(
         &json,
         r#"{"name": string, "role": "admin"|"operator"|"viewer", "password": string, "scope": {"regions": [string], "service_prefixes": [string]} (optional)}"#,
     )?;
-    // An unknown role goes through as unspecified, so the handler checks
-    // the caller before it explains the input.
-    let role = add
-        .role
-        .parse::<Role>()
-        .map_or(pb::Role::Unspecified, role_wire);
+    let role = wire_role(&add.role);
     let added = UserApi { cp }
         .add_user(request(
             &headers,
