@@ -18,6 +18,7 @@ const PROTOS: &[&str] = &[
     "argosy/v1/alerts.proto",
     "argosy/v1/backups.proto",
     "argosy/v1/policies.proto",
+    "argosy/v1/routing.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

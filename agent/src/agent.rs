@@ -6,9 +6,11 @@ use crate::config::Config;
 use crate::connection::Connection;
 use crate::enroll::{self, EnrollError};
 use crate::exporter;
+use crate::ingress::{Ingress, IngressConfig};
 use crate::inventory;
 use crate::metrics::{CPU_WARMUP, MetricsError, Sampler};
 use crate::renew::{self, RenewOptions};
+use crate::secrets::Secrets;
 use crate::session::{self, SessionOptions};
 use crate::state::{StateDir, StateError, Stored};
 use crate::status::Shared;
@@ -173,9 +175,15 @@ pub async fn run(
         None => None,
     };
     let sampler = Sampler::new()?;
+    let advertise = match config.advertise_address {
+        Some(address) => address,
+        None => inventory::advertise_address(&stored.identity.address).await,
+    };
+    tracing::info!(%advertise, "advertise address (ingress and route ports)");
     let mut runtime_options =
         crate::allocations::AllocationsOptions::new(state.path(), stored.identity.host_id.clone());
     runtime_options.secrets_dir = config.secrets_dir.clone();
+    runtime_options.advertise = advertise;
     let docker_host = runtime_options.docker_host.clone();
     let workloads = match crate::allocations::Allocations::start(runtime_options) {
         Ok((allocations, reports)) => Some(session::Workloads {
@@ -199,7 +207,7 @@ pub async fn run(
     let backups = match crate::backup::runner::Backups::start(
         crate::backup::runner::RunnerOptions {
             state_dir: state.path().to_owned(),
-            secrets: job_secrets,
+            secrets: job_secrets.clone(),
             docker_host,
             clock: options.clock.clone(),
         },
@@ -211,6 +219,20 @@ pub async fn run(
         }
     };
 
+    let ingress = start_ingress(config, &stored.identity.host_id, &job_secrets).await;
+    let mut options = options;
+    options.session.advertised = crate::inventory::Advertised {
+        address: Some(advertise),
+        http_port: ingress
+            .as_ref()
+            .and_then(Ingress::http_address)
+            .map_or(0, |a| a.port()),
+        https_port: ingress
+            .as_ref()
+            .and_then(Ingress::https_address)
+            .map_or(0, |a| a.port()),
+    };
+
     let exporter = async {
         match listener {
             Some(listener) => exporter::serve(listener, shared.clone()).await,
@@ -220,6 +242,9 @@ pub async fn run(
     tokio::select! {
         () = shutdown => {
             tracing::info!("shutting down");
+            if let Some(ingress) = &ingress {
+                ingress.shutdown().await;
+            }
             Ok(())
         }
         expired = renew::run(
@@ -229,11 +254,38 @@ pub async fn run(
             options.renew.clone(),
             options.clock.clone(),
         ) => Err(expired.into()),
-        () = session::run(connection.clone(), shared.clone(), options.session.clone(), workloads, backups) => Ok(()),
+        () = session::run(connection.clone(), shared.clone(), options.session.clone(), workloads, backups, ingress.clone()) => Ok(()),
         () = sample_loop(sampler, shared.clone(), options.session.interval, options.clock.clone()) => Ok(()),
         result = exporter => {
             let address = config.metrics_listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
             result.map_err(|source| AgentError::MetricsListen { address, source })
+        }
+    }
+}
+
+/// Starts the ingress on the configured listeners. A listener that cannot
+/// bind is logged and left off, and the agent goes on without it: its
+/// metrics, deployments and backups do not depend on the ingress, and the
+/// `Hello` inventory reports that listener's port as 0, so the control
+/// plane routes no traffic to it. `None` when both are off.
+async fn start_ingress(config: &Config, host_id: &str, secrets: &Secrets) -> Option<Ingress> {
+    let mut ingress_config = IngressConfig::new(config.ingress_http, config.ingress_https, host_id);
+    ingress_config.secrets = Some(secrets.clone());
+    loop {
+        if ingress_config.http.is_none() && ingress_config.https.is_none() {
+            tracing::info!("the ingress is off (--ingress-http off, --ingress-https off)");
+            return None;
+        }
+        match Ingress::start(ingress_config.clone()).await {
+            Ok(ingress) => return Some(ingress),
+            Err(error) => {
+                tracing::error!(%error, "running without this ingress listener");
+                if error.flag() == crate::ingress::HTTP_FLAG {
+                    ingress_config.http = None;
+                } else {
+                    ingress_config.https = None;
+                }
+            }
         }
     }
 }

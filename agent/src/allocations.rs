@@ -33,6 +33,7 @@ use argosy_proto::v1::allocation_status::Health;
 use argosy_proto::v1::{Allocation, AllocationReport, AllocationStatus, DesiredState};
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -61,6 +62,9 @@ pub struct AllocationsOptions {
     pub secrets_dir: PathBuf,
     /// How long to wait for the control plane to send secrets.
     pub secret_wait: Duration,
+    /// Where route ports are published (`--advertise-address`) and
+    /// reported.
+    pub advertise: IpAddr,
     pub clock: Clock,
 }
 
@@ -74,6 +78,7 @@ impl std::fmt::Debug for AllocationsOptions {
             .field("stop_grace", &self.stop_grace)
             .field("secrets_dir", &self.secrets_dir)
             .field("secret_wait", &self.secret_wait)
+            .field("advertise", &self.advertise)
             .finish_non_exhaustive()
     }
 }
@@ -90,6 +95,7 @@ impl AllocationsOptions {
             stop_grace: Duration::from_secs(10),
             secrets_dir: PathBuf::from(crate::secrets::DEFAULT_SECRETS_DIR),
             secret_wait: crate::secrets::DEFAULT_WAIT,
+            advertise: IpAddr::from([127, 0, 0, 1]),
             clock: Arc::new(crate::agent::system_now_ms),
         }
     }
@@ -638,11 +644,19 @@ impl Runtime {
 
         let owner = self.options.owner.as_str();
         let secrets = &self.secrets;
+        let advertise = self.options.advertise;
         let outcomes: Vec<Outcome<'_>> = futures_util::stream::iter(groups)
             .map(|(key, actions)| {
                 let allocation = allocations.get(key.as_str()).copied();
                 let pull_failure = pull_failures.get(&key).cloned();
-                run_group(engine, owner, secrets, allocation, actions, pull_failure)
+                run_group(
+                    engine,
+                    (owner, advertise),
+                    secrets,
+                    allocation,
+                    actions,
+                    pull_failure,
+                )
             })
             .buffer_unordered(PARALLEL)
             .collect()
@@ -809,7 +823,8 @@ impl Runtime {
         if let Some(desired) = &desired {
             let containers = self.containers();
             for allocation in &desired.allocations {
-                let kept = self.kept(allocation, &containers).map(|(c, _)| c);
+                let kept_listed = self.kept(allocation, &containers);
+                let kept = kept_listed.map(|(c, _)| c);
                 let health = kept.and_then(|c| {
                     let slot = self.health.get(&c.id)?;
                     let state = slot.state.as_ref()?;
@@ -832,6 +847,13 @@ impl Runtime {
                         .and_then(|s| s.state.as_ref())
                 {
                     status.message = format!("health check failing: {}", state.last_error);
+                }
+                if let (Some((_, listed)), Some(spec)) = (kept_listed, &allocation.container) {
+                    status.route_address = reconcile::route_address(
+                        spec,
+                        &listed.target.published,
+                        self.options.advertise,
+                    );
                 }
                 let previous = self.statuses.get(&allocation.id);
                 status.updated_at_ms = match previous {
@@ -886,7 +908,7 @@ enum RunError {
 /// at the first error.
 async fn run_group<'a>(
     engine: &Engine,
-    owner: &str,
+    (owner, advertise): (&str, IpAddr),
     secrets: &Secrets,
     allocation: Option<&'a Allocation>,
     actions: Vec<Action>,
@@ -907,7 +929,8 @@ async fn run_group<'a>(
         let result: Result<(), RunError> = match &action {
             Action::Create { spec_hash, .. } => match allocation {
                 Some(allocation) => {
-                    create_and_start(engine, owner, secrets, allocation, spec_hash).await
+                    create_and_start(engine, (owner, advertise), secrets, allocation, spec_hash)
+                        .await
                 }
                 None => continue,
             },
@@ -939,7 +962,8 @@ async fn run_group<'a>(
                 let replaced = async {
                     engine.stop(container, *grace).await?;
                     engine.remove(container).await?;
-                    create_and_start(engine, owner, secrets, allocation, spec_hash).await
+                    create_and_start(engine, (owner, advertise), secrets, allocation, spec_hash)
+                        .await
                 };
                 let result = replaced.await;
                 outcome.removed.push(container.clone());
@@ -968,14 +992,14 @@ async fn run_group<'a>(
 /// container.
 async fn create_and_start(
     engine: &Engine,
-    owner: &str,
+    (owner, advertise): (&str, IpAddr),
     secrets: &Secrets,
     allocation: &Allocation,
     spec_hash: &str,
 ) -> Result<(), RunError> {
     let injected = secrets.prepare(allocation).await?;
     let id = engine
-        .create(owner, allocation, spec_hash, &injected)
+        .create(owner, allocation, spec_hash, &injected, advertise)
         .await?;
     drop(injected);
     tracing::info!(allocation = %allocation.id, container = %id, "created");
@@ -1034,6 +1058,7 @@ mod tests {
                     ..Default::default()
                 }),
                 run: true,
+                drain_ms: 0,
             }],
         }
     }

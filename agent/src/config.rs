@@ -9,7 +9,7 @@ use argosy_proto::join::{JoinString, JoinStringError};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Enroll (first run, with --join) and report to the control plane until stopped.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the agent's version.
     Version,
 }
@@ -65,7 +65,16 @@ pub struct RunArgs {
     /// Where secret files for containers go, on tmpfs or ramfs only [default: /run/argosy-agent/secrets].
     #[arg(long, env = "ARGOSY_SECRETS_DIR", value_name = "DIR")]
     pub secrets_dir: Option<PathBuf>,
-    /// A TOML file with the same settings (join, state_dir, secrets_dir, interval, metrics_listen, log_format, log_level).
+    /// Serve the ingress's plain HTTP here, or `off` [default: 0.0.0.0:7480].
+    #[arg(long, env = "ARGOSY_INGRESS_HTTP", value_name = "ADDR")]
+    pub ingress_http: Option<String>,
+    /// Serve the ingress's HTTPS here, or `off` [default: 0.0.0.0:8443].
+    #[arg(long, env = "ARGOSY_INGRESS_HTTPS", value_name = "ADDR")]
+    pub ingress_https: Option<String>,
+    /// The IP other hosts reach this one on (ingress, route ports) [default: the local address used to reach the control plane].
+    #[arg(long, env = "ARGOSY_ADVERTISE_ADDRESS", value_name = "IP")]
+    pub advertise_address: Option<String>,
+    /// A TOML file with the same settings (join, state_dir, secrets_dir, interval, metrics_listen, ingress_http, ingress_https, advertise_address, log_format, log_level).
     #[arg(long, env = "ARGOSY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Log format: text or json [default: text].
@@ -85,6 +94,9 @@ pub struct FileConfig {
     pub secrets_dir: Option<PathBuf>,
     pub interval: Option<String>,
     pub metrics_listen: Option<String>,
+    pub ingress_http: Option<String>,
+    pub ingress_https: Option<String>,
+    pub advertise_address: Option<String>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
 }
@@ -105,6 +117,12 @@ pub struct Config {
     pub secrets_dir: PathBuf,
     pub interval: Duration,
     pub metrics_listen: Option<SocketAddr>,
+    /// The ingress's plain HTTP listener; `None`: off.
+    pub ingress_http: Option<SocketAddr>,
+    /// The ingress's HTTPS listener; `None`: off.
+    pub ingress_https: Option<SocketAddr>,
+    /// `None`: found at start (the local address towards the control plane).
+    pub advertise_address: Option<IpAddr>,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -121,6 +139,9 @@ impl fmt::Debug for Config {
                 &humantime::format_duration(self.interval).to_string(),
             )
             .field("metrics_listen", &self.metrics_listen)
+            .field("ingress_http", &self.ingress_http)
+            .field("ingress_https", &self.ingress_https)
+            .field("advertise_address", &self.advertise_address)
             .field("log_format", &self.log_format)
             .field("log_level", &self.log_level)
             .finish()
@@ -167,6 +188,14 @@ pub enum ConfigError {
     IntervalTooShort { origin: Origin, value: String },
     #[error("{origin}: {value:?} is not an IP:PORT address to listen on, e.g. 127.0.0.1:9100")]
     MetricsListen { origin: Origin, value: String },
+    #[error(
+        "{origin}: {value:?} is not an IP:PORT address to listen on (e.g. 0.0.0.0:7480) or `off`"
+    )]
+    IngressListen { origin: Origin, value: String },
+    #[error(
+        "{origin}: {value:?} is not an IP address (e.g. 10.0.0.5); it must be an address other hosts can reach"
+    )]
+    AdvertiseAddress { origin: Origin, value: String },
     #[error("{origin}: unknown log format {value:?}; use text or json")]
     LogFormat { origin: Origin, value: String },
     #[error("{origin}: {value:?} is not a log level or filter (e.g. info, debug): {message}")]
@@ -266,6 +295,45 @@ impl Config {
             None => None,
         };
 
+        let ingress_http = match pick(
+            args.ingress_http,
+            file.ingress_http,
+            "ingress-http",
+            "ARGOSY_INGRESS_HTTP",
+            "ingress_http",
+        ) {
+            Some((value, origin)) => parse_listener(value, origin)?,
+            None => Some(parse_default(crate::ingress::DEFAULT_HTTP)),
+        };
+        let ingress_https = match pick(
+            args.ingress_https,
+            file.ingress_https,
+            "ingress-https",
+            "ARGOSY_INGRESS_HTTPS",
+            "ingress_https",
+        ) {
+            Some((value, origin)) => parse_listener(value, origin)?,
+            None => Some(parse_default(crate::ingress::DEFAULT_HTTPS)),
+        };
+        let advertise_address = match pick(
+            args.advertise_address,
+            file.advertise_address,
+            "advertise-address",
+            "ARGOSY_ADVERTISE_ADDRESS",
+            "advertise_address",
+        ) {
+            Some((value, _)) if value.trim().is_empty() => None,
+            Some((value, origin)) => {
+                let ip = value
+                    .trim()
+                    .parse::<IpAddr>()
+                    .ok()
+                    .filter(|ip| !ip.is_unspecified() && !ip.is_multicast());
+                Some(ip.ok_or(ConfigError::AdvertiseAddress { origin, value })?)
+            }
+            None => None,
+        };
+
         let log_format = match pick(
             args.log_format,
             file.log_format,
@@ -305,10 +373,31 @@ impl Config {
             secrets_dir,
             interval,
             metrics_listen,
+            ingress_http,
+            ingress_https,
+            advertise_address,
             log_format,
             log_level,
         })
     }
+}
+
+/// An ingress listener's address, or `off`.
+fn parse_listener(value: String, origin: Origin) -> Result<Option<SocketAddr>, ConfigError> {
+    let trimmed = value.trim();
+    if trimmed.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    trimmed
+        .parse::<SocketAddr>()
+        .map(Some)
+        .map_err(|_| ConfigError::IngressListen { origin, value })
+}
+
+fn parse_default(address: &str) -> SocketAddr {
+    address
+        .parse()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 /// Parses a config file's text.
@@ -353,7 +442,7 @@ mod tests {
         let mut argv = vec!["argosy-agent", "run"];
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv).unwrap().command {
-            Command::Run(run) => run,
+            Command::Run(run) => *run,
             Command::Version => panic!("expected run"),
         }
     }
@@ -369,8 +458,62 @@ mod tests {
         );
         assert_eq!(config.interval, Duration::from_secs(10));
         assert_eq!(config.metrics_listen, None);
+        assert_eq!(config.ingress_http, Some("0.0.0.0:7480".parse().unwrap()));
+        assert_eq!(config.ingress_https, Some("0.0.0.0:8443".parse().unwrap()));
+        assert_eq!(config.advertise_address, None);
         assert_eq!(config.log_format, LogFormat::Text);
         assert_eq!(config.log_level, "info");
+    }
+
+    #[test]
+    fn ingress_listeners_take_an_address_or_off() {
+        let args = parse_cli(&[
+            "--ingress-http",
+            "127.0.0.1:8080",
+            "--ingress-https",
+            "OFF",
+            "--advertise-address",
+            "10.0.0.5",
+        ]);
+        let config = Config::resolve(args, None).unwrap();
+        assert_eq!(config.ingress_http, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(config.ingress_https, None);
+        assert_eq!(config.advertise_address, Some("10.0.0.5".parse().unwrap()));
+
+        let from_file = Config::resolve(
+            RunArgs::default(),
+            file("ingress_http = \"off\"\ningress_https = \"[::]:8443\"\nadvertise_address = \"fd00::1\"\n"),
+        )
+        .unwrap();
+        assert_eq!(from_file.ingress_http, None);
+        assert_eq!(from_file.ingress_https, Some("[::]:8443".parse().unwrap()));
+        assert_eq!(
+            from_file.advertise_address,
+            Some("fd00::1".parse().unwrap())
+        );
+
+        let args = RunArgs {
+            ingress_http: Some("7480".into()),
+            ..RunArgs::default()
+        };
+        assert_eq!(
+            Config::resolve(args, None).unwrap_err().to_string(),
+            "--ingress-http (or ARGOSY_INGRESS_HTTP): \"7480\" is not an IP:PORT address to listen on (e.g. 0.0.0.0:7480) or `off`"
+        );
+        let err = Config::resolve(RunArgs::default(), file("ingress_https = \"no\"")).unwrap_err();
+        assert!(matches!(err, ConfigError::IngressListen { .. }), "{err}");
+        for bad in ["myhost", "0.0.0.0", "10.0.0.5:80", "224.0.0.1"] {
+            let args = RunArgs {
+                advertise_address: Some(bad.into()),
+                ..RunArgs::default()
+            };
+            let err = Config::resolve(args, None).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("--advertise-address (or ARGOSY_ADVERTISE_ADDRESS): "),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -90,6 +90,13 @@ pub struct StoredAllocation {
     pub revision: u64,
     pub run: bool,
     pub container: Option<StoredSpec>,
+    /// How long a stopping allocation keeps running (0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub drain_ms: u64,
+}
+
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 impl StoredAllocation {
@@ -101,6 +108,7 @@ impl StoredAllocation {
             revision: a.revision,
             run: a.run,
             container: a.container.as_ref().map(StoredSpec::from_spec),
+            drain_ms: a.drain_ms,
         }
     }
 
@@ -112,6 +120,7 @@ impl StoredAllocation {
             revision: self.revision,
             run: self.run,
             container: self.container.as_ref().map(StoredSpec::to_spec),
+            drain_ms: self.drain_ms,
         }
     }
 }
@@ -134,6 +143,9 @@ pub struct StoredSpec {
     pub secret_env: Vec<StoredSecretEnv>,
     #[serde(default)]
     pub secret_files: Vec<StoredSecretFile>,
+    /// The container port the service's route sends requests to (0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub route_port: u32,
 }
 
 /// A secret by name and version: what is kept instead of its value.
@@ -213,6 +225,7 @@ impl StoredSpec {
             memory_bytes: spec.memory_bytes,
             memory_swap_bytes: spec.memory_swap_bytes,
             pids_limit: spec.pids_limit,
+            route_port: spec.route_port,
             health_check: spec.health_check.as_ref().map(|h| StoredHealthCheck {
                 probe: h.probe.as_ref().map(|p| match p {
                     Probe::Http(http) => StoredProbe::Http {
@@ -294,6 +307,7 @@ impl StoredSpec {
             memory_bytes: self.memory_bytes,
             memory_swap_bytes: self.memory_swap_bytes,
             pids_limit: self.pids_limit,
+            route_port: self.route_port,
             health_check: self.health_check.as_ref().map(|h| HealthCheckSpec {
                 probe: h.probe.as_ref().map(|p| match p {
                     StoredProbe::Http {
@@ -543,7 +557,9 @@ mod tests {
                         uid: 1000,
                         gid: 1001,
                     }],
+                    route_port: 8080,
                 }),
+                drain_ms: 1_500,
             }],
         }
     }

@@ -361,16 +361,17 @@ impl Engine {
     }
 
     /// Creates (does not start) the container of `allocation`, labelled
-    /// for `owner` with `spec_hash`, with its secrets `injected`, and
-    /// returns its id.
+    /// for `owner` with `spec_hash`, with its secrets `injected` and its
+    /// route port published on `advertise`, and returns its id.
     pub async fn create(
         &self,
         owner: &str,
         allocation: &Allocation,
         spec_hash: &str,
         injected: &Injected,
+        advertise: IpAddr,
     ) -> Result<String, EngineError> {
-        let body = create_body(owner, allocation, spec_hash, injected);
+        let body = create_body(owner, allocation, spec_hash, injected, advertise);
         let name = container_name(allocation);
         let created = self
             .docker
@@ -745,7 +746,7 @@ fn event_of(message: EventMessage) -> EngineEvent {
 }
 
 /// An error and its causes, `: `-separated.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -803,12 +804,14 @@ fn positive(n: u64) -> Option<i64> {
 }
 
 /// The engine's view of an allocation's container: env secrets join the
-/// environment, file secrets are bind-mounted read-only.
+/// environment, file secrets are bind-mounted read-only, and a route port
+/// `ports` does not publish goes on an ephemeral port of `advertise`.
 fn create_body(
     owner: &str,
     allocation: &Allocation,
     spec_hash: &str,
     injected: &Injected,
+    advertise: IpAddr,
 ) -> ContainerCreateBody {
     let spec = allocation.container.clone().unwrap_or_default();
     let labels = HashMap::from([
@@ -841,6 +844,21 @@ fn create_body(
                     host_port: Some(port.host_port.to_string()),
                 });
         }
+    }
+    if let Some(route_port) = crate::reconcile::unpublished_route_port(&spec) {
+        let key = format!("{route_port}/tcp");
+        if !exposed.contains(&key) {
+            exposed.push(key.clone());
+        }
+        bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: Some(advertise.to_string()),
+                // None: an ephemeral port the engine picks.
+                host_port: None,
+            });
     }
     let mut mounts: Vec<Mount> = spec
         .volumes
@@ -969,6 +987,71 @@ mod tests {
     use super::*;
     use argosy_proto::v1::{ContainerSpec, PortSpec, VolumeSpec};
 
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn a_route_port_is_published_on_an_ephemeral_port_of_the_advertise_address() {
+        let advertise: IpAddr = "10.0.0.7".parse().unwrap();
+        let allocation = |ports: Vec<PortSpec>| Allocation {
+            id: "a".into(),
+            container: Some(ContainerSpec {
+                image: "web:v1".into(),
+                ports,
+                route_port: 8080,
+                ..Default::default()
+            }),
+            run: true,
+            ..Default::default()
+        };
+        let body = create_body(
+            "h",
+            &allocation(vec![]),
+            "x",
+            &Injected::default(),
+            advertise,
+        );
+        assert_eq!(body.exposed_ports.unwrap(), ["8080/tcp"]);
+        let bindings = body.host_config.unwrap().port_bindings.unwrap();
+        let binding = &bindings["8080/tcp"].as_ref().unwrap()[0];
+        assert_eq!(binding.host_ip.as_deref(), Some("10.0.0.7"));
+        assert_eq!(binding.host_port, None);
+
+        // Exposed but not published by `ports`: published for the route.
+        let exposed_only = vec![PortSpec {
+            container_port: 8080,
+            ..Default::default()
+        }];
+        let body = create_body(
+            "h",
+            &allocation(exposed_only),
+            "x",
+            &Injected::default(),
+            advertise,
+        );
+        assert_eq!(body.exposed_ports.unwrap(), ["8080/tcp"]);
+        let bindings = body.host_config.unwrap().port_bindings.unwrap();
+        assert_eq!(bindings["8080/tcp"].as_ref().unwrap().len(), 1);
+
+        // Already published with a fixed host port: left as it is.
+        let fixed = vec![PortSpec {
+            container_port: 8080,
+            host_port: 18080,
+            ..Default::default()
+        }];
+        let body = create_body(
+            "h",
+            &allocation(fixed),
+            "x",
+            &Injected::default(),
+            advertise,
+        );
+        let bindings = body.host_config.unwrap().port_bindings.unwrap();
+        let only = bindings["8080/tcp"].as_ref().unwrap();
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[0].host_port.as_deref(), Some("18080"));
+        assert_eq!(only[0].host_ip, None);
+    }
+
     #[test]
     fn references_split_into_image_and_tag() {
         assert_eq!(split_reference("busybox"), ("busybox", Some("latest")));
@@ -1032,8 +1115,9 @@ mod tests {
                 ..Default::default()
             }),
             run: true,
+            drain_ms: 0,
         };
-        let body = create_body("host-1", &allocation, "abc", &Injected::default());
+        let body = create_body("host-1", &allocation, "abc", &Injected::default(), LOCAL);
         let labels = body.labels.unwrap();
         assert_eq!(labels[LABEL_MANAGED], "true");
         assert_eq!(labels[LABEL_OWNER], "host-1");
@@ -1086,7 +1170,7 @@ mod tests {
             )],
             files_dir: Some("/dev/shm/argosy/a-1".into()),
         };
-        let body = create_body("host-1", &allocation, "abc", &injected);
+        let body = create_body("host-1", &allocation, "abc", &injected, LOCAL);
         assert_eq!(body.env.unwrap(), ["DB_PASSWORD=s3cret", "MODE=prod"]);
         let mounts = body.host_config.unwrap().mounts.unwrap();
         assert_eq!(
@@ -1104,7 +1188,7 @@ mod tests {
             )
         );
         // No secrets: no mount.
-        let plain = create_body("host-1", &allocation, "abc", &Injected::default());
+        let plain = create_body("host-1", &allocation, "abc", &Injected::default(), LOCAL);
         assert!(plain.host_config.unwrap().mounts.is_none());
     }
 

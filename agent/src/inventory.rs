@@ -6,11 +6,31 @@ use crate::docker;
 use crate::metrics;
 use argosy_proto::v1::Inventory;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, System};
 
 /// The agent's version, as reported in the inventory.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Where other hosts reach this one: its advertise address and the
+/// ingress ports bound on it (0: that listener is off).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Advertised {
+    /// `None` before the agent knows it (at enrollment).
+    pub address: Option<IpAddr>,
+    pub http_port: u16,
+    pub https_port: u16,
+}
+
+impl Advertised {
+    /// Writes these into an inventory.
+    pub fn fill(&self, inventory: &mut Inventory) {
+        inventory.advertise_address = self.address.map(|a| a.to_string()).unwrap_or_default();
+        inventory.ingress_http_port = u32::from(self.http_port);
+        inventory.ingress_https_port = u32::from(self.https_port);
+    }
+}
 
 /// Everything about the host that needs no Docker engine. The sysinfo
 /// state used to read it is dropped before returning.
@@ -53,6 +73,9 @@ pub fn host() -> Inventory {
         docker: None,
         region: String::new(),
         labels: Default::default(),
+        advertise_address: String::new(),
+        ingress_http_port: 0,
+        ingress_https_port: 0,
     }
 }
 
@@ -70,9 +93,77 @@ pub async fn collect(
     inventory
 }
 
+/// The address other hosts reach this one on, when not configured: the
+/// local address the OS would use to reach the control plane at
+/// `control_plane` (`host:port`; a UDP socket is connected, no packet is
+/// sent), or 127.0.0.1 when that is loopback or cannot be found.
+pub async fn advertise_address(control_plane: &str) -> IpAddr {
+    let local = async {
+        let target = tokio::net::lookup_host(control_plane).await.ok()?.next()?;
+        let any: std::net::SocketAddr = if target.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let socket = tokio::net::UdpSocket::bind(any).await.ok()?;
+        socket.connect(target).await.ok()?;
+        Some(socket.local_addr().ok()?.ip())
+    };
+    let found = tokio::time::timeout(Duration::from_secs(5), local)
+        .await
+        .ok()
+        .flatten();
+    if found.is_none() {
+        tracing::warn!(
+            control_plane,
+            "cannot find the local address towards the control plane; advertising 127.0.0.1 (set --advertise-address)"
+        );
+    }
+    advertise_choice(found)
+}
+
+/// The advertise address for the local address found towards the
+/// control plane.
+pub fn advertise_choice(found: Option<IpAddr>) -> IpAddr {
+    match found {
+        Some(ip) if !ip.is_loopback() && !ip.is_unspecified() => ip.to_canonical(),
+        _ => IpAddr::from([127, 0, 0, 1]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_or_nothing_advertises_127_0_0_1() {
+        assert_eq!(advertise_choice(None), IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(
+            advertise_choice(Some("::1".parse().unwrap())),
+            IpAddr::from([127, 0, 0, 1])
+        );
+        assert_eq!(
+            advertise_choice(Some("127.0.0.5".parse().unwrap())),
+            IpAddr::from([127, 0, 0, 1])
+        );
+        assert_eq!(
+            advertise_choice(Some("10.1.2.3".parse().unwrap())),
+            IpAddr::from([10, 1, 2, 3])
+        );
+    }
+
+    #[tokio::test]
+    async fn the_advertise_address_is_the_way_to_the_control_plane() {
+        assert_eq!(
+            advertise_address("127.0.0.1:7443").await,
+            IpAddr::from([127, 0, 0, 1])
+        );
+        // Unresolvable: loopback, with a warning.
+        assert_eq!(
+            advertise_address("no-such-host.invalid:7443").await,
+            IpAddr::from([127, 0, 0, 1])
+        );
+    }
 
     #[tokio::test]
     async fn describes_this_host() {
@@ -86,6 +177,19 @@ mod tests {
         assert_eq!(inventory.agent_version, env!("CARGO_PKG_VERSION"));
         assert_eq!(inventory.region, "eu-west");
         assert_eq!(inventory.labels.get("role").map(String::as_str), Some("db"));
+        assert_eq!(inventory.advertise_address, "");
+        let mut filled = inventory.clone();
+        Advertised {
+            address: Some(IpAddr::from([10, 0, 0, 7])),
+            http_port: 7480,
+            https_port: 0,
+        }
+        .fill(&mut filled);
+        assert_eq!(filled.advertise_address, "10.0.0.7");
+        assert_eq!(
+            (filled.ingress_http_port, filled.ingress_https_port),
+            (7480, 0)
+        );
         for disk in &inventory.disks {
             assert!(metrics::is_real_filesystem(
                 &disk.filesystem,

@@ -12,6 +12,8 @@
 //! describes the host; [`docker`] is the only module that talks to Docker.
 //! [`secrets`] asks for the secrets allocations need over the session and
 //! keeps them in memory ([`secret_cache`]) or on tmpfs ([`mountinfo`]).
+//! [`ingress`] is the host's HTTP/HTTPS reverse proxy: it applies the
+//! `RoutingTable`s the session receives and reports `TrafficReport`s.
 
 pub mod agent;
 pub mod allocations;
@@ -24,6 +26,7 @@ pub mod docker;
 pub mod enroll;
 pub mod exporter;
 pub mod health;
+pub mod ingress;
 pub mod inventory;
 pub mod logging;
 pub mod metrics;

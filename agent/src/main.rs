@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run(args) => {
-            let config = match Config::load(args) {
+            let config = match Config::load(*args) {
                 Ok(config) => config,
                 Err(error) => {
                     eprintln!("argosy-agent: {error}");

@@ -32,6 +32,8 @@ use argosy_proto::v1::{Allocation, AllocationStatus, ContainerSpec};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
+// Address values only (`core::net`: no sockets here).
+use core::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// `true` on every container the agent creates; nothing else is touched.
@@ -342,8 +344,43 @@ pub fn spec_hash(spec: &ContainerSpec) -> String {
     for entry in &secret_files {
         field("secret_file", entry);
     }
+    // Published for the ingress (a spec without one hashes as before).
+    if spec.route_port != 0 {
+        field("route_port", &spec.route_port.to_string());
+    }
     let digest = hasher.finalize();
     hex::encode(&digest[..12])
+}
+
+/// The route port, when `ports` does not already publish it on a host
+/// port (then the agent publishes it on an ephemeral one).
+pub fn unpublished_route_port(spec: &ContainerSpec) -> Option<u16> {
+    let port = u16::try_from(spec.route_port).ok().filter(|p| *p > 0)?;
+    let published = spec.ports.iter().any(|p| {
+        p.container_port == spec.route_port && p.host_port > 0 && protocol(&p.protocol) == "tcp"
+    });
+    (!published).then_some(port)
+}
+
+/// Where ingresses reach the route port (`ip:port`), from the container's
+/// published ports: on the binding's host IP, or on `advertise` when it
+/// is bound to every address. Empty without a route port or while it is
+/// not published (the container is not running).
+pub fn route_address(
+    spec: &ContainerSpec,
+    published: &BTreeMap<u16, SocketAddr>,
+    advertise: IpAddr,
+) -> String {
+    let Some(port) = u16::try_from(spec.route_port).ok().filter(|p| *p > 0) else {
+        return String::new();
+    };
+    match published.get(&port) {
+        Some(address) if address.ip().is_unspecified() => {
+            SocketAddr::new(advertise, address.port()).to_string()
+        }
+        Some(address) => address.to_string(),
+        None => String::new(),
+    }
 }
 
 /// `tcp` unless it says `udp` (or another protocol Docker knows).
@@ -795,6 +832,7 @@ mod tests {
             revision: 1,
             container: Some(spec(image)),
             run: true,
+            drain_ms: 0,
         }
     }
 
@@ -964,6 +1002,55 @@ mod tests {
     }
 
     #[test]
+    fn the_route_address_is_the_published_port_on_the_advertise_address() {
+        let advertise: IpAddr = "10.0.0.7".parse().unwrap();
+        let mut spec = spec("web:v1");
+        let published = BTreeMap::from([
+            (8080u16, "0.0.0.0:49153".parse::<SocketAddr>().unwrap()),
+            (9090u16, "192.168.1.4:19090".parse::<SocketAddr>().unwrap()),
+        ]);
+        assert_eq!(route_address(&spec, &published, advertise), "");
+        spec.route_port = 8080;
+        assert_eq!(
+            route_address(&spec, &published, advertise),
+            "10.0.0.7:49153"
+        );
+        spec.route_port = 9090;
+        assert_eq!(
+            route_address(&spec, &published, advertise),
+            "192.168.1.4:19090"
+        );
+        spec.route_port = 7070;
+        assert_eq!(route_address(&spec, &published, advertise), "");
+        spec.route_port = 70_000;
+        assert_eq!(route_address(&spec, &published, advertise), "");
+    }
+
+    #[test]
+    fn a_route_port_is_published_unless_ports_publish_it() {
+        let mut spec = spec("web:v1");
+        assert_eq!(unpublished_route_port(&spec), None);
+        spec.route_port = 8080;
+        assert_eq!(unpublished_route_port(&spec), Some(8080));
+        spec.ports.push(PortSpec {
+            container_port: 8080,
+            host_port: 0,
+            host_ip: String::new(),
+            protocol: String::new(),
+        });
+        assert_eq!(unpublished_route_port(&spec), Some(8080));
+        spec.ports.push(PortSpec {
+            container_port: 8080,
+            host_port: 18080,
+            host_ip: String::new(),
+            protocol: "udp".into(),
+        });
+        assert_eq!(unpublished_route_port(&spec), Some(8080));
+        spec.ports[1].protocol = "tcp".into();
+        assert_eq!(unpublished_route_port(&spec), None);
+    }
+
+    #[test]
     fn the_hash_sees_every_docker_field_and_ignores_order() {
         let base = spec("web:v1");
         let hash = spec_hash(&base);
@@ -998,6 +1085,7 @@ mod tests {
                     }),
                 })
             },
+            |s| s.route_port = 8080,
             |s| {
                 s.secret_files.push(argosy_proto::v1::SecretFile {
                     secret: Some(argosy_proto::v1::SecretRef {

@@ -25,6 +25,11 @@
 //! - the secrets the runtime waits for go out as a `SecretRequest` right
 //!   after `Welcome` and whenever it asks for more (each once per stream);
 //!   the `SecretResponse` goes back to it. Values are never logged;
+//! - a `RoutingTable` goes to the ingress, which uses it if its version is
+//!   newer than the one it has (tables are pushed after every `Welcome`);
+//!   every interval the ingress's `TrafficReport` goes up when something
+//!   happened (not resent: a lost window is lost). The `Hello` inventory
+//!   carries the advertise address and the bound ingress ports;
 //! - a `BackupJob` goes to the backup runner; its `JobUpdate`s (progress,
 //!   then one result) go up as they come, and a result not acknowledged
 //!   when a stream ends is sent again on the next one.
@@ -33,6 +38,7 @@ use crate::allocations::Allocations;
 use crate::backoff::Backoff;
 use crate::backup::runner::Backups;
 use crate::connection::{Connection, describe, is_certificate_alert, is_from_server, is_refusal};
+use crate::ingress::Ingress;
 use crate::inventory;
 use crate::secret_cache::SecretId;
 use crate::secrets::Secrets;
@@ -41,7 +47,7 @@ use crate::unacked::MAX_BATCH;
 use argosy_proto::tls::TlsError;
 use argosy_proto::v1::{
     AgentMessage, AllocationReport, ControlMessage, Hello, LogChunk, LogRequest, MetricBatch,
-    SecretRequest, agent_message, control_message,
+    SecretRequest, TrafficReport, agent_message, control_message,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -63,6 +69,8 @@ pub struct SessionOptions {
     pub welcome_timeout: Duration,
     /// How long the Docker engine has to answer for the inventory.
     pub docker_timeout: Duration,
+    /// The advertise address and ingress ports announced in `Hello`.
+    pub advertised: crate::inventory::Advertised,
 }
 
 impl SessionOptions {
@@ -74,6 +82,7 @@ impl SessionOptions {
             reconnect_cap: Duration::from_secs(30),
             welcome_timeout: Duration::from_secs(30),
             docker_timeout: crate::docker::PROBE_TIMEOUT,
+            advertised: crate::inventory::Advertised::default(),
         }
     }
 }
@@ -119,6 +128,7 @@ pub async fn run(
     options: SessionOptions,
     mut workloads: Option<Workloads>,
     backups: Option<Backups>,
+    ingress: Option<Ingress>,
 ) {
     let mut backoff = Backoff::new(options.reconnect_base, options.reconnect_cap);
     let mut rng = StdRng::from_rng(&mut rand::rng());
@@ -130,6 +140,7 @@ pub async fn run(
             &options,
             workloads.as_mut(),
             backups.as_ref(),
+            ingress.as_ref(),
             &mut established,
         )
         .await;
@@ -194,11 +205,13 @@ async fn session_once(
     options: &SessionOptions,
     mut workloads: Option<&mut Workloads>,
     backups: Option<&Backups>,
+    ingress: Option<&Ingress>,
     established: &mut Option<Instant>,
 ) -> Result<End, SessionError> {
     let identity = shared.identity();
-    let inventory =
+    let mut inventory =
         inventory::collect(&identity.region, &identity.labels, options.docker_timeout).await;
+    options.advertised.fill(&mut inventory);
     let mut client = connection.client()?;
     let (tx, rx) = mpsc::channel::<AgentMessage>(4);
     let hello = AgentMessage {
@@ -276,7 +289,8 @@ async fn session_once(
     let secrets = workloads
         .as_deref()
         .map(|w| w.allocations.secrets().clone())
-        .or_else(|| backups.map(|b| b.secrets().clone()));
+        .or_else(|| backups.map(|b| b.secrets().clone()))
+        .or_else(|| ingress.and_then(|i| i.secrets().cloned()));
     if let Some(secrets) = &secrets {
         send_secret_request(shared, &tx, secrets, &mut asked).await?;
     }
@@ -287,6 +301,8 @@ async fn session_once(
 
     // Log streams the control plane asked for; aborted with the session.
     let mut logs = LogTasks::default();
+    let mut traffic_tick = tokio::time::interval(options.interval);
+    traffic_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         send_pending(shared, &tx).await?;
         let secrets_asked = async {
@@ -309,6 +325,11 @@ async fn session_once(
         };
         tokio::select! {
             () = shared.sample_pushed() => {}
+            _ = traffic_tick.tick(), if ingress.is_some() => {
+                if let Some(report) = ingress.and_then(Ingress::traffic) {
+                    send_traffic(shared, &tx, report).await?;
+                }
+            }
             () = jobs_ready => {
                 if let Some(backups) = backups {
                     send_job_updates(&tx, backups, shared).await?;
@@ -387,6 +408,18 @@ async fn session_once(
                     Some(control_message::Body::BackupJob(job)) => match backups {
                         Some(backups) => backups.receive(job),
                         None => tracing::warn!(job = %job.id, "this agent's backup runner did not start (see the log at start); ignoring a backup job"),
+                    },
+                    Some(control_message::Body::Routing(table)) => match ingress {
+                        Some(ingress) => {
+                            let version = table.version;
+                            if !ingress.apply(table) {
+                                tracing::debug!(version, "routing table already applied");
+                            }
+                        }
+                        None => tracing::debug!(
+                            version = table.version,
+                            "this agent's ingress is off; ignoring the routing table"
+                        ),
                     },
                     None => tracing::debug!("ignoring an empty control message"),
                 },
@@ -513,6 +546,19 @@ async fn send_job_updates(
             .map_err(|_| SessionError::SendFailed)?;
     }
     Ok(())
+}
+
+/// Sends what the ingress measured.
+async fn send_traffic(
+    shared: &Shared,
+    tx: &mpsc::Sender<AgentMessage>,
+    report: TrafficReport,
+) -> Result<(), SessionError> {
+    let message = AgentMessage {
+        seq: shared.next_seq(),
+        body: Some(agent_message::Body::Traffic(report)),
+    };
+    tx.send(message).await.map_err(|_| SessionError::SendFailed)
 }
 
 /// Sends an allocation report.

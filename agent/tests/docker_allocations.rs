@@ -570,3 +570,71 @@ async fn docker_logs_stream_stdout_and_stderr_and_follow() {
         "there is no allocation nope on this host"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_route_ports_are_published_and_reported() {
+    let mut h = Harness::start("route").await;
+    // Not published by `ports`: an ephemeral port on the advertise address
+    // (the harness's default, 127.0.0.1).
+    let mut ephemeral = web(WEB_V1);
+    ephemeral.route_port = 8080;
+    // Published by `ports` on a fixed port of every address: that port,
+    // on the advertise address.
+    let fixed_port = free_port();
+    let mut fixed = web(WEB_V1);
+    fixed.route_port = 8080;
+    fixed.ports = vec![PortSpec {
+        container_port: 8080,
+        host_port: u32::from(fixed_port),
+        host_ip: String::new(),
+        protocol: "tcp".into(),
+    }];
+    h.apply(
+        1,
+        vec![
+            allocation("route-eph", ephemeral.clone()),
+            allocation("route-fixed", fixed),
+        ],
+    );
+    let status = h
+        .wait_status(
+            "route-eph",
+            "a route address",
+            Duration::from_secs(60),
+            |s| s.state() == State::Running && !s.route_address.is_empty(),
+        )
+        .await;
+    let address: std::net::SocketAddr = status.route_address.parse().unwrap();
+    assert_eq!(address.ip().to_string(), "127.0.0.1");
+    assert_ne!(address.port(), 8080);
+    let (code, body) = http_get(address, "/version").await.unwrap();
+    assert_eq!((code, body.as_str()), (200, "v1\n"));
+
+    let fixed_status = h
+        .wait_status(
+            "route-fixed",
+            "a route address",
+            Duration::from_secs(60),
+            |s| s.state() == State::Running && !s.route_address.is_empty(),
+        )
+        .await;
+    assert_eq!(
+        fixed_status.route_address,
+        format!("127.0.0.1:{fixed_port}")
+    );
+
+    // A new route port is a new container (the spec hash covers it).
+    let first = status.container_id.clone();
+    let mut moved = ephemeral;
+    moved.route_port = 8081;
+    h.apply(2, vec![allocation("route-eph", moved)]);
+    let status = h
+        .wait_status("route-eph", "recreated", Duration::from_secs(60), |s| {
+            s.state() == State::Running && !s.container_id.is_empty() && s.container_id != first
+        })
+        .await;
+    let engine = Engine::connect(Some(&h.host)).await.unwrap();
+    let inspect = engine.inspect_json(&status.container_id).await.unwrap();
+    let binding = &inspect["HostConfig"]["PortBindings"]["8081/tcp"][0];
+    assert_eq!(binding["HostIp"], "127.0.0.1", "{inspect:#}");
+}

@@ -294,6 +294,9 @@ impl Harness {
             secrets_dir: self.state.path().join("secrets"),
             interval: Duration::from_millis(200),
             metrics_listen: None,
+            ingress_http: None,
+            ingress_https: None,
+            advertise_address: None,
             log_format: LogFormat::Text,
             log_level: "info".into(),
         }
@@ -590,6 +593,110 @@ async fn renews_the_certificate_and_uses_it_for_new_connections() {
             .expect("no second renewal")
             .unwrap();
         assert_eq!(presented, der_of(&issued));
+    };
+    with_agent(config, options(), script).await;
+}
+
+/// A plain HTTP/1.1 server on 127.0.0.1 answering `name` to everything.
+async fn named_backend(name: &'static str) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(move |_request| async move {
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from(name),
+                )))
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn the_session_announces_the_ingress_applies_tables_and_reports_traffic() {
+    use argosy_proto::v1::{Route, RouteBackend, RoutingTable};
+    use http_body_util::BodyExt as _;
+
+    let mut harness = Harness::start(Duration::from_secs(3600)).await;
+    let mut config = harness.config(Some(harness.join(TOKEN, harness.pki.ca_fingerprint)));
+    config.ingress_http = Some("127.0.0.1:0".parse().unwrap());
+    let backend = named_backend("web-1").await;
+    let script = async {
+        let mut s1 = harness.next_session().await;
+        let hello = s1.recv().await;
+        let Some(agent_message::Body::Hello(body)) = hello.body else {
+            panic!("expected Hello first, got {hello:?}");
+        };
+        let inventory = body.inventory.unwrap();
+        // The control plane is on loopback, so is the advertise address.
+        assert_eq!(inventory.advertise_address, "127.0.0.1");
+        assert_ne!(inventory.ingress_http_port, 0);
+        assert_eq!(inventory.ingress_https_port, 0);
+        s1.welcome("host-1");
+        s1.send(control_message::Body::Routing(RoutingTable {
+            version: 4,
+            routes: vec![Route {
+                service: "web".into(),
+                hostnames: vec!["web.example.com".into()],
+                paths: vec!["/".into()],
+                tls: None,
+                backends: vec![RouteBackend {
+                    allocation: "a1".into(),
+                    host: "host-1".into(),
+                    region: "eu-west".into(),
+                    revision: 2,
+                    address: backend.to_string(),
+                    weight: 1_000_000,
+                }],
+                explanation: String::new(),
+            }],
+        }));
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Empty<bytes::Bytes>>();
+        let uri: hyper::Uri = format!("http://127.0.0.1:{}/", inventory.ingress_http_port)
+            .parse()
+            .unwrap();
+        // The table arrives asynchronously: ask until it is applied.
+        let body = tokio::time::timeout(PATIENCE, async {
+            loop {
+                let request = hyper::Request::get(uri.clone())
+                    .header("host", "web.example.com")
+                    .body(http_body_util::Empty::new())
+                    .unwrap();
+                let response = client.request(request).await.unwrap();
+                if response.status() == hyper::StatusCode::OK {
+                    let body = response.into_body().collect().await.unwrap().to_bytes();
+                    return String::from_utf8(body.to_vec()).unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the routing table was not applied");
+        assert_eq!(body, "web-1");
+        // Within an interval or two, the traffic goes up.
+        let traffic = loop {
+            let message = s1.recv().await;
+            if let Some(agent_message::Body::Traffic(traffic)) = message.body {
+                break traffic;
+            }
+        };
+        assert_eq!(traffic.revisions.len(), 1);
+        assert_eq!(
+            (
+                traffic.revisions[0].service.as_str(),
+                traffic.revisions[0].revision
+            ),
+            ("web", 2)
+        );
+        assert_eq!(traffic.revisions[0].requests, 1);
+        assert_eq!(traffic.revisions[0].errors, 0);
     };
     with_agent(config, options(), script).await;
 }

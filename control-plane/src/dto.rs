@@ -701,3 +701,118 @@ impl From<pb::BackupJobInfo> for BackupJobJson {
         }
     }
 }
+
+/// One backend of a region's route as JSON; `weight_percent` is the share
+/// of the region's requests (0 for a draining allocation).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RouteBackendJson {
+    pub allocation: String,
+    pub host: String,
+    pub region: String,
+    pub revision: u64,
+    pub address: String,
+    pub weight_ppm: u32,
+    pub weight_percent: f64,
+}
+
+impl From<pb::RouteBackend> for RouteBackendJson {
+    fn from(b: pb::RouteBackend) -> Self {
+        Self {
+            weight_percent: f64::from(b.weight) / 10_000.0,
+            weight_ppm: b.weight,
+            allocation: b.allocation,
+            host: b.host,
+            region: b.region,
+            revision: b.revision,
+            address: b.address,
+        }
+    }
+}
+
+/// One region's route for a service as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RegionRoutesJson {
+    pub region: String,
+    pub serving: bool,
+    pub explanation: String,
+    pub backends: Vec<RouteBackendJson>,
+}
+
+/// What the ingresses measured for one revision as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RevisionTrafficJson {
+    pub revision: u64,
+    pub requests: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// `argosy routes show` and `GET /api/v1/routes/{service}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServiceRoutesJson {
+    pub service: String,
+    pub hostnames: Vec<String>,
+    pub paths: Vec<String>,
+    pub regions: String,
+    pub tls: String,
+    pub by_region: Vec<RegionRoutesJson>,
+    pub traffic: Vec<RevisionTrafficJson>,
+}
+
+impl From<pb::ShowRoutesResponse> for ServiceRoutesJson {
+    fn from(r: pb::ShowRoutesResponse) -> Self {
+        Self {
+            service: r.service,
+            hostnames: r.hostnames,
+            paths: r.paths,
+            regions: r.regions,
+            tls: r.tls,
+            by_region: r
+                .by_region
+                .into_iter()
+                .map(|region| RegionRoutesJson {
+                    region: region.region,
+                    serving: region.serving,
+                    explanation: region.explanation,
+                    backends: region.backends.into_iter().map(Into::into).collect(),
+                })
+                .collect(),
+            traffic: r
+                .traffic
+                .into_iter()
+                .map(|t| RevisionTrafficJson {
+                    revision: t.revision,
+                    requests: t.requests,
+                    errors: t.errors,
+                    p50_ms: t.p50_micros as f64 / 1000.0,
+                    p99_ms: t.p99_micros as f64 / 1000.0,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One routed service in `argosy routes list` and `GET /api/v1/routes`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RouteSummaryJson {
+    pub service: String,
+    pub hostnames: Vec<String>,
+    pub paths: Vec<String>,
+    pub regions: String,
+    pub serving: Vec<String>,
+    pub not_serving: Vec<String>,
+}
+
+impl From<pb::RouteSummary> for RouteSummaryJson {
+    fn from(r: pb::RouteSummary) -> Self {
+        Self {
+            service: r.service,
+            hostnames: r.hostnames,
+            paths: r.paths,
+            regions: r.regions,
+            serving: r.serving,
+            not_serving: r.not_serving,
+        }
+    }
+}

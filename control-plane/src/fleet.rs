@@ -103,6 +103,14 @@ fn labels_match(have: &BTreeMap<String, String>, want: &HashMap<String, String>)
     want.iter().all(|(k, v)| have.get(k) == Some(v))
 }
 
+/// Where a host is and whether it is online ([`Fleet::regions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRegion {
+    pub host_id: String,
+    pub region: String,
+    pub online: bool,
+}
+
 impl Fleet {
     /// A registry holding the stored hosts, all offline until they connect.
     pub fn new(rows: Vec<HostRow>, offline_after_intervals: u32) -> Self {
@@ -355,6 +363,20 @@ impl Fleet {
             .collect();
         hosts.sort_by(|a, b| (&a.region, &a.hostname, &a.id).cmp(&(&b.region, &b.hostname, &b.id)));
         hosts
+    }
+
+    /// Every host's region and whether it is online, without the rest of
+    /// its record (routing reads this on every change).
+    pub fn regions(&self) -> Vec<HostRegion> {
+        self.read()
+            .values()
+            .filter(|e| e.state != HostState::Revoked)
+            .map(|e| HostRegion {
+                host_id: e.row.id.clone(),
+                region: e.row.region.clone(),
+                online: e.state == HostState::Online,
+            })
+            .collect()
     }
 
     pub fn get(&self, host_id: &str) -> Option<pb::Host> {

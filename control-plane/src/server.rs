@@ -302,6 +302,11 @@ pub async fn start(args: &ServerArgs) -> Result<Running, StartError> {
     tasks.push(tokio::spawn(sweep_loop(cp.clone(), shutdown_rx.clone())));
     tasks.push(tokio::spawn(deploy_loop(cp.clone(), shutdown_rx.clone())));
     tasks.push(tokio::spawn(backup_loop(cp.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(crate::routing::controller::run(
+        cp.clone(),
+        Duration::from_secs(2),
+        shutdown_rx.clone(),
+    )));
     tasks.push(tokio::spawn(crate::deploy::rotation::run(
         cp.clone(),
         shutdown_rx.clone(),

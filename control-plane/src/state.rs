@@ -99,6 +99,8 @@ pub struct ControlPlane {
     pub store: Store,
     pub logs: crate::logs::LogRelay,
     pub deploy: crate::deploy::controller::Deployments,
+    /// The routing tables pushed to the agents' ingresses.
+    pub routing: crate::routing::Router,
     pub backups: crate::backup::controller::Backups,
     pub fleet: Arc<Fleet>,
     pub ca: Arc<Ca>,
@@ -135,6 +137,8 @@ impl ControlPlane {
                 fleet.clone(),
                 clock.clone(),
             ),
+            routing: crate::routing::Router::new(fleet.clone(), clock.clone()),
+
             deploy: crate::deploy::controller::Deployments::new(
                 store.clone(),
                 fleet.clone(),

@@ -22,7 +22,10 @@ impl Agent {
         Self::start_with(env, &["--join", join, "--interval", interval])
     }
 
-    /// `argosy-agent run --state-dir <new dir> ARGS…`.
+    /// `argosy-agent run --state-dir <new dir> ARGS…`. Unless `ARGS` say
+    /// otherwise, the ingress listens on ephemeral loopback ports (the
+    /// host's inventory reports them) and the host advertises 127.0.0.1, so
+    /// agents of parallel tests never compete for the default ports.
     pub fn start_with(env: &TestEnv, args: &[&str]) -> anyhow::Result<Self> {
         Self::start_with_env(env, args, &[])
     }
@@ -40,6 +43,15 @@ impl Agent {
         env.register_log(&format!("agent {}", dir.display()), &log);
         let mut all: Vec<OsString> =
             vec!["run".into(), "--state-dir".into(), state_dir.clone().into()];
+        for (flag, default) in [
+            ("--ingress-http", "127.0.0.1:0"),
+            ("--ingress-https", "127.0.0.1:0"),
+            ("--advertise-address", "127.0.0.1"),
+        ] {
+            if !args.contains(&flag) {
+                all.extend([flag.into(), default.into()]);
+            }
+        }
         all.extend(args.iter().map(OsString::from));
         let spec = Spec {
             name: "the agent".into(),

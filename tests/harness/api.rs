@@ -159,10 +159,10 @@ async fn send(
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
-    let mut request = http::Request::builder()
-        .method(method.clone())
-        .uri(path)
-        .header(http::header::HOST, addr.to_string());
+    let mut request = http::Request::builder().method(method.clone()).uri(path);
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        request = request.header(http::header::HOST, addr.to_string());
+    }
     for (name, value) in headers {
         request = request.header(*name, *value);
     }

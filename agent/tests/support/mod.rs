@@ -133,6 +133,7 @@ pub fn allocation(id: &str, spec: ContainerSpec) -> Allocation {
         revision: 1,
         container: Some(spec),
         run: true,
+        drain_ms: 0,
     }
 }
 

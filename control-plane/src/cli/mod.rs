@@ -12,6 +12,7 @@ mod deploy;
 mod dev;
 mod output;
 mod policies;
+mod routes;
 mod secrets;
 mod users;
 
@@ -107,6 +108,9 @@ enum Command {
     /// Backups: policies, running, verifying and restoring.
     #[command(subcommand)]
     Backup(backups::BackupCommand),
+    /// Traffic routing: routed services, and where each region's ingresses send their requests.
+    #[command(subcommand)]
+    Routes(routes::RoutesCommand),
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -180,5 +184,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Audit(command) => audit::audit(command).await,
         Command::Alert(command) => alerts::alert(command).await,
         Command::Backup(command) => backups::backup(command).await,
+        Command::Routes(command) => routes::routes(command).await,
     }
 }

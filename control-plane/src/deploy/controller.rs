@@ -116,6 +116,11 @@ pub enum DeployError {
     MissingSecrets(#[from] UnresolvedSecrets),
     #[error("{0}")]
     SecretStore(String),
+    /// The route cannot be accepted: hostnames another service owns, or a
+    /// certificate secret an ingress could not serve. One line each,
+    /// starting with the field path.
+    #[error("the spec's route cannot be accepted:\n{}", .0.join("\n"))]
+    Route(Vec<String>),
     #[error("policies refused {service}:\n{}", .reasons.join("\n"))]
     Denied {
         service: String,
@@ -215,6 +220,11 @@ pub struct Deployments {
     revisions: Mutex<HashMap<(String, i64), ParsedRevision>>,
     events: broadcast::Sender<String>,
     policies: Arc<Policies>,
+    /// Woken whenever allocations or their reported health change (what
+    /// routing follows).
+    allocations_changed: Arc<tokio::sync::Notify>,
+    /// What the ingresses measured, for canary analysis.
+    traffic: crate::routing::traffic::TrafficLog,
 }
 
 fn revision_id(number: i64) -> String {
@@ -254,6 +264,25 @@ pub struct ReportedStatus {
     pub message: String,
     pub healthy_since_ms: i64,
     pub updated_at_ms: i64,
+    /// `ip:port` where ingresses reach the allocation's route port.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub route_address: String,
+}
+
+/// A service with a route, and what routing decides over: its allocations
+/// as last reported and the rollout moving it, if any.
+#[derive(Debug, Clone)]
+pub struct RoutedService {
+    pub name: String,
+    pub route: super::model::Route,
+    /// The version of the route's certificate secret the current revision
+    /// resolved, when the route's TLS comes from a secret.
+    pub certificate: Option<secret_refs::VersionedSecret>,
+    /// The regions the service is placed in (empty: anywhere), for
+    /// authorizing who may see its routes.
+    pub placement_regions: Vec<String>,
+    pub allocations: Vec<AllocationRow>,
+    pub rollout: Option<Deployment>,
 }
 
 /// The history line for what changed in an allocation's report, if it
@@ -442,6 +471,8 @@ impl Deployments {
             lock: tokio::sync::Mutex::new(()),
             revisions: Mutex::new(HashMap::new()),
             events: broadcast::channel(1024).0,
+            allocations_changed: Arc::new(tokio::sync::Notify::new()),
+            traffic: crate::routing::traffic::TrafficLog::default(),
             policies: Arc::new(Policies::new(store.clone(), PolicyLimits::default())),
             store,
         }
@@ -463,6 +494,59 @@ impl Deployments {
     /// Deployment ids whose history grew, for watchers.
     pub fn subscribe(&self) -> broadcast::Receiver<String> {
         self.events.subscribe()
+    }
+
+    /// Notified whenever allocations are created, told to stop, or report
+    /// a change (routing recomputes its tables then).
+    pub fn allocations_changed(&self) -> Arc<tokio::sync::Notify> {
+        self.allocations_changed.clone()
+    }
+
+    /// Requests, errors and latency per revision, as the agents' ingresses
+    /// report them (`rollout.analyze` reads them).
+    pub fn traffic(&self) -> &crate::routing::traffic::TrafficLog {
+        &self.traffic
+    }
+
+    /// Every service whose current revision has a route, with its
+    /// allocations and its active rollout.
+    pub async fn routed_services(&self) -> Result<Vec<RoutedService>, DeployError> {
+        let mut routed = Vec::new();
+        for service in self.store.list_services().await? {
+            let Some(current) = service.current_revision else {
+                continue;
+            };
+            let revision = self.revision_of(&service.name, current).await?;
+            let Some(route) = revision.spec.route.clone() else {
+                continue;
+            };
+            let certificate = revision.spec.route_certificate().and_then(|r| {
+                let version = revision.secrets.version_of(&r.name, r.version)?;
+                Some(secret_refs::VersionedSecret::new(&r.name, version))
+            });
+            let rollout = match self.store.active_deployment(&service.name).await? {
+                Some(row) => Some(
+                    serde_json::from_str::<Deployment>(&row.state_json)
+                        .map_err(|e| DeployError::StoredState(row.id.clone(), e))?,
+                ),
+                None => None,
+            };
+            routed.push(RoutedService {
+                allocations: self.store.allocations_for_service(&service.name).await?,
+                name: service.name,
+                route,
+                certificate,
+                placement_regions: revision
+                    .spec
+                    .placement
+                    .regions
+                    .iter()
+                    .map(|r| r.region.clone())
+                    .collect(),
+                rollout,
+            });
+        }
+        Ok(routed)
     }
 
     fn now(&self) -> i64 {
@@ -530,6 +614,7 @@ impl Deployments {
         } = self.admit(text, format, spec, actor, dry_run).await?;
         let text = admitted_text.as_str();
         let resolved = secret_catalog::resolve(secrets, &spec).await?;
+        self.check_route(&spec, &resolved, secrets).await?;
         if dry_run {
             return Ok(Applied {
                 service: spec.name,
@@ -596,6 +681,63 @@ impl Deployments {
             warnings,
             defaults_applied,
         })
+    }
+
+    /// Refuses a route whose `(hostname, path)` another service owns, or
+    /// whose certificate secret an ingress could not serve.
+    async fn check_route(
+        &self,
+        spec: &ServiceSpec,
+        resolved: &ResolvedVersions,
+        secrets: &dyn SecretCatalog,
+    ) -> Result<(), DeployError> {
+        let Some(route) = &spec.route else {
+            return Ok(());
+        };
+        let mut problems = Vec::new();
+        let mut claims = crate::routing::hosts::Claims::new();
+        for other in self.routed_services().await? {
+            for host in &other.route.hostnames {
+                for path in &other.route.paths {
+                    claims.insert((host.clone(), path.clone()), other.name.clone());
+                }
+            }
+        }
+        let wanted: Vec<(String, String)> = route
+            .hostnames
+            .iter()
+            .flat_map(|h| route.paths.iter().map(move |p| (h.clone(), p.clone())))
+            .collect();
+        if let Err(taken) = crate::routing::hosts::check_claims(&spec.name, &wanted, &claims) {
+            problems.extend(
+                taken
+                    .into_iter()
+                    .map(|e| format!("spec.route.hostnames: {e}")),
+            );
+        }
+        if let Some(secret) = spec.route_certificate()
+            && let Some(version) = resolved.version_of(&secret.name, secret.version)
+        {
+            let pem = secrets
+                .value(&secret.name, version)
+                .await
+                .map_err(|e| DeployError::SecretStore(format!(
+                    "cannot read the route's certificate secret {}@{version} to check it: {e}; try again",
+                    secret.name
+                )))?;
+            let now_unix = self.now() / 1000;
+            if let Err(e) = crate::routing::certificate::check(&pem, &route.hostnames, now_unix) {
+                problems.push(format!(
+                    "spec.route.tls.certificate: secret {}@{version} {e}; store the PEM certificate chain followed by its private key in it (`argosy secret set {} --from-file cert-and-key.pem`)",
+                    secret.name, secret.name
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(DeployError::Route(problems))
+        }
     }
 
     /// Runs the `deployment.admit` policies on a parsed spec. A deny fails
@@ -922,7 +1064,10 @@ impl Deployments {
             .store
             .allocations_for_service(&deployment.service)
             .await?;
-        let input = analysis_input(deployment, &rows, stage, now);
+        let traffic = self
+            .traffic
+            .since(&deployment.service, deployment.last_progress_ms);
+        let input = analysis_input(deployment, &rows, &traffic, stage, now);
         let verdict = self.policies.analyze(&input).await?;
         Ok(match verdict.action {
             AnalysisAction::Promote => rollout::CanaryVerdict::Promote(verdict.reason),
@@ -1190,6 +1335,7 @@ impl Deployments {
 
     /// Bumps and sends the desired state of every host in `hosts`.
     async fn push(&self, hosts: BTreeSet<String>) -> Result<(), DeployError> {
+        self.allocations_changed.notify_one();
         for host in hosts {
             let version = self.store.bump_desired_version(&host).await?;
             let desired = self.desired_state_at(&host, version).await?;
@@ -1219,6 +1365,9 @@ impl Deployments {
                 revision: u64::try_from(a.revision).unwrap_or(0),
                 container: Some(wire::container_spec(&revision.spec, &revision.secrets)),
                 run: a.desired_run,
+                drain_ms: revision.spec.route.as_ref().map_or(0, |r| {
+                    u64::try_from(r.drain.as_millis()).unwrap_or(u64::MAX)
+                }),
             });
         }
         Ok(pb::DesiredState {
@@ -1246,6 +1395,12 @@ impl Deployments {
                 &a.id,
                 secret_refs::used_versions(&revision.spec, &revision.secrets),
             );
+        }
+        // Every ingress terminates TLS for every routed service.
+        for routed in self.routed_services().await? {
+            if let Some(certificate) = routed.certificate {
+                host.add(&format!("route {}", routed.name), [certificate]);
+            }
         }
         Ok(host)
     }
@@ -1401,6 +1556,7 @@ impl Deployments {
                 message: status.message,
                 healthy_since_ms: status.healthy_since_ms,
                 updated_at_ms: status.updated_at_ms,
+                route_address: status.route_address,
             };
             let status_json = serde_json::to_string(&reported).unwrap_or_else(|_| "{}".into());
             if !row.desired_run && matches!(state, "stopped" | "exited" | "failed") {
@@ -1423,6 +1579,9 @@ impl Deployments {
             }
         }
         self.store.upsert_allocations(&changed).await?;
+        if !changed.is_empty() {
+            self.allocations_changed.notify_one();
+        }
         for (service, line) in history {
             self.record_for_service(&service, now, &line).await?;
         }
@@ -1933,6 +2092,7 @@ fn host_view(
 pub fn analysis_input(
     deployment: &Deployment,
     rows: &[AllocationRow],
+    traffic: &BTreeMap<u64, crate::routing::traffic::RevisionStats>,
     stage: usize,
     now: i64,
 ) -> policy_input::AnalyzeInput {
@@ -1977,8 +2137,43 @@ pub fn analysis_input(
         },
         canary,
         stable,
-        metrics: policy_input::RevisionMetrics::default(),
+        metrics: revision_metrics(deployment, traffic),
         now: Now::at(now),
+    }
+}
+
+/// The ingresses' measurements of the canary (the new revision) and of the
+/// stable revisions together, since the current step began: `requests`,
+/// `errors`, `error_rate`, `p50_ms`, `p99_ms` (empty without requests).
+fn revision_metrics(
+    deployment: &Deployment,
+    traffic: &BTreeMap<u64, crate::routing::traffic::RevisionStats>,
+) -> policy_input::RevisionMetrics {
+    let mut canary = crate::routing::traffic::RevisionStats::default();
+    let mut stable = Vec::new();
+    for (revision, stats) in traffic {
+        if revision_id(i64::try_from(*revision).unwrap_or(-1)) == deployment.new_revision {
+            canary = stats.clone();
+        } else {
+            stable.push(stats);
+        }
+    }
+    let stable = crate::routing::traffic::RevisionStats::combine(stable);
+    let view = |s: &crate::routing::traffic::RevisionStats| -> BTreeMap<String, f64> {
+        if s.requests == 0 {
+            return BTreeMap::new();
+        }
+        BTreeMap::from([
+            ("requests".to_owned(), s.requests as f64),
+            ("errors".to_owned(), s.errors as f64),
+            ("error_rate".to_owned(), s.error_rate),
+            ("p50_ms".to_owned(), s.p50_ms),
+            ("p99_ms".to_owned(), s.p99_ms),
+        ])
+    };
+    policy_input::RevisionMetrics {
+        canary: view(&canary),
+        stable: view(&stable),
     }
 }
 
@@ -2526,7 +2721,7 @@ mod tests {
                 ..row("running", "healthy", false)
             },
         ];
-        let input = analysis_input(&d, &rows, 0, 10_000);
+        let input = analysis_input(&d, &rows, &BTreeMap::new(), 0, 10_000);
         assert_eq!(
             input.canary,
             policy_input::GroupHealth {
@@ -2558,7 +2753,38 @@ mod tests {
             (0, 2, 9_000)
         );
         assert_eq!(input.deployment.from_revision.as_deref(), Some("1"));
-        assert!(input.metrics.canary.is_empty(), "no request metrics yet");
+        assert!(input.metrics.canary.is_empty(), "no requests measured");
+        assert!(input.metrics.stable.is_empty(), "no requests measured");
+    }
+
+    #[test]
+    fn canary_analysis_sees_what_the_ingresses_measured_per_side() {
+        use crate::routing::traffic::RevisionStats;
+        let strategy = crate::deploy::model::UpdateStrategy::Rolling(Default::default());
+        let d = Deployment::new("d-1", "web", strategy, 3, Some("1".into()), "3", 1_000);
+        let stats = |requests: u64, errors: u64, p50_ms: f64, p99_ms: f64| RevisionStats {
+            requests,
+            errors,
+            error_rate: errors as f64 / requests as f64,
+            p50_ms,
+            p99_ms,
+        };
+        let traffic = BTreeMap::from([
+            (1, stats(300, 3, 2.0, 10.0)),
+            (2, stats(100, 1, 6.0, 12.0)),
+            (3, stats(40, 8, 9.0, 30.0)),
+        ]);
+        let input = analysis_input(&d, &[], &traffic, 1, 10_000);
+        let canary = &input.metrics.canary;
+        assert_eq!(canary["requests"], 40.0);
+        assert_eq!(canary["errors"], 8.0);
+        assert!((canary["error_rate"] - 0.2).abs() < 1e-12);
+        assert_eq!((canary["p50_ms"], canary["p99_ms"]), (9.0, 30.0));
+        let stable = &input.metrics.stable;
+        assert_eq!(stable["requests"], 400.0);
+        assert!((stable["error_rate"] - 0.01).abs() < 1e-12);
+        assert!((stable["p50_ms"] - 3.0).abs() < 1e-12);
+        assert_eq!(stable["p99_ms"], 12.0);
     }
 
     #[test]

@@ -35,16 +35,75 @@ pub struct ServiceSpec {
     /// does not start if it fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_deploy_backup: Option<String>,
+    /// How requests reach the service through the agents' ingresses
+    /// (`route:`); `None`: not routed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<Route>,
 }
 
 impl ServiceSpec {
-    /// Every secret the spec references, as env or file, each once.
+    /// Every secret the spec references, as env, file or route
+    /// certificate, each once.
     pub fn secret_refs(&self) -> std::collections::BTreeSet<&SecretRef> {
         self.secret_env
             .values()
             .chain(self.secret_files.iter().map(|f| &f.secret))
+            .chain(self.route_certificate())
             .collect()
     }
+
+    /// The secret holding the route's TLS certificate, if it has one.
+    pub fn route_certificate(&self) -> Option<&SecretRef> {
+        match self.route.as_ref()?.tls.as_ref()? {
+            RouteTls::Certificate(secret) => Some(secret),
+            RouteTls::SelfSigned => None,
+        }
+    }
+}
+
+/// How a service is reached: the ingress on every agent sends requests for
+/// these hostnames and paths to the service's healthy allocations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// Lowercase DNS names, or `*.example.com` (at least one).
+    pub hostnames: Vec<String>,
+    /// Path prefixes (`/` when the spec gives none).
+    pub paths: Vec<String>,
+    /// The container port requests go to; one of `ports` or published
+    /// for the ingresses on an ephemeral host port.
+    pub port: u16,
+    pub tls: Option<RouteTls>,
+    pub regions: RouteRegions,
+    /// How long a stopping allocation keeps running with no new requests,
+    /// so in-flight ones finish (default 5 s).
+    pub drain: Duration,
+}
+
+/// The default [`Route::drain`].
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RouteTls {
+    /// A secret holding the PEM certificate chain and private key.
+    Certificate(SecretRef),
+    /// A certificate each agent makes itself (development only).
+    SelfSigned,
+}
+
+/// Which regions serve the route's requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RouteRegions {
+    /// Every region serves its own requests when it can, else the nearest
+    /// region with a healthy allocation by measured round trip (the
+    /// default).
+    Nearest,
+    /// `primary: eu-west, failover: [us-east]`.
+    Primary {
+        primary: String,
+        failover: Vec<String>,
+    },
+    /// Fixed relative weights per region (`weights: {eu-west: 3, us-east: 1}`).
+    Weighted(BTreeMap<String, u32>),
 }
 
 /// Where secret files appear inside a container.

@@ -35,6 +35,14 @@ pub trait SecretCatalog: Send + Sync {
         name: &'a str,
         version: u32,
     ) -> BoxFuture<'a, Result<bool, CatalogError>>;
+
+    /// The value of `version` of `name`, for the checks `apply` makes on
+    /// what a spec uses (a route's certificate); never logged.
+    fn value<'a>(
+        &'a self,
+        name: &'a str,
+        version: u32,
+    ) -> BoxFuture<'a, Result<zeroize::Zeroizing<Vec<u8>>, CatalogError>>;
 }
 
 impl SecretCatalog for crate::crypto::SecretVault {
@@ -57,6 +65,19 @@ impl SecretCatalog for crate::crypto::SecretVault {
         Box::pin(async move {
             crate::crypto::SecretVault::version_exists(self, name, version)
                 .await
+                .map_err(catalog_error)
+        })
+    }
+
+    fn value<'a>(
+        &'a self,
+        name: &'a str,
+        version: u32,
+    ) -> BoxFuture<'a, Result<zeroize::Zeroizing<Vec<u8>>, CatalogError>> {
+        Box::pin(async move {
+            crate::crypto::SecretVault::value(self, name, version)
+                .await
+                .map(|value| value.bytes)
                 .map_err(catalog_error)
         })
     }
@@ -195,6 +216,18 @@ pub(crate) mod tests {
                     .unwrap()
                     .get(name)
                     .is_some_and(|v| v.contains(&version)))
+            })
+        }
+
+        fn value<'a>(
+            &'a self,
+            name: &'a str,
+            version: u32,
+        ) -> BoxFuture<'a, Result<zeroize::Zeroizing<Vec<u8>>, CatalogError>> {
+            Box::pin(async move {
+                Err(CatalogError::Unavailable(format!(
+                    "this test catalog keeps no values ({name}@{version})"
+                )))
             })
         }
     }

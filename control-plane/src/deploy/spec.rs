@@ -46,6 +46,12 @@
 //! | `secrets[].file` | the last segment of the name | `crm/db-password` → `/run/secrets/db-password` |
 //! | `secrets[].mode`, `uid`, `gid` | `"0400"`, 0, 0 | only the owner reads it, as Docker does |
 //! | `pre_deploy_backup` | none | names a backup policy (`argosy backup policy apply`): every deployment first takes and verifies a backup under it, and does not start if that fails |
+//! | `route` | none: not routed | reachable only through `ports` |
+//! | `route.paths` | `["/"]` | every path of the hostnames |
+//! | `route.port` | the one TCP container port, when there is exactly one | as for `health_check` |
+//! | `route.tls` | none: plain HTTP | `certificate` names a secret; `self_signed` is for development |
+//! | `route.regions` | `nearest` | each region serves its own requests, else the nearest region with a healthy allocation by measured round trip |
+//! | `route.drain` | 5s ([`DEFAULT_DRAIN`]), 0s to 10m | in-flight requests finish before an allocation stops |
 //!
 //! In the model a missing memory or CPU limit is `0`, as Docker reads it.
 
@@ -62,11 +68,12 @@ use serde::de::{
 };
 
 use super::model::{
-    BlueGreen, Canary, HealthCheck, HealthProbe, Placement, PortMapping, Protocol, RegionCount,
-    RegionPlacement, Resources, RestartPolicy, Rolling, SECRETS_MOUNT, SecretFile, SecretRef,
-    ServiceSpec, UpdateStrategy, VolumeMount,
+    BlueGreen, Canary, DEFAULT_DRAIN, HealthCheck, HealthProbe, Placement, PortMapping, Protocol,
+    RegionCount, RegionPlacement, Resources, RestartPolicy, Rolling, Route, RouteRegions, RouteTls,
+    SECRETS_MOUNT, SecretFile, SecretRef, ServiceSpec, UpdateStrategy, VolumeMount,
 };
 use super::units::{self, VolumePart};
+use crate::routing::hosts::{self, RouteError};
 
 /// The largest spec accepted, so that a hostile upload cannot make the
 /// parser work hard (YAML alias expansion is budgeted by serde-saphyr too).
@@ -75,6 +82,12 @@ pub const MAX_SPEC_BYTES: usize = 1 << 20;
 pub const MIN_MEMORY_BYTES: u64 = 6 << 20;
 /// The most replicas one service may ask for.
 pub const MAX_REPLICAS: u32 = 1000;
+/// The longest `route.drain`: every stop and rollout step waits for it.
+pub const MAX_DRAIN: Duration = Duration::from_secs(600);
+/// The largest `route.regions.weights` value. Weights are relative and
+/// the routing table splits requests in parts per million, so a larger
+/// one could not be told apart.
+pub const MAX_ROUTE_WEIGHT: u32 = 1_000_000;
 
 /// The two spec languages, chosen by file extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,6 +318,21 @@ update:
 # Take and verify a backup under this policy before every rollout; if that
 # fails, the rollout does not start (`argosy backup policy apply -f ...`).
 # pre_deploy_backup: web-db
+
+route:                         # requests through the agents' ingresses
+  hostnames: [web.example.com, "*.web.example.com"]  # '*.' is one more label
+  paths: [/, /api]             # path prefixes; default [/]
+  port: 80                     # the container port requests go to; default:
+                               # the one tcp port, when ports has exactly one
+  tls:                         # default: plain HTTP only
+    certificate: web/tls       # a secret with the PEM chain and key (@3 pins)
+    # self_signed: true        # development only
+  regions: nearest             # default: each region serves its own requests,
+                               # else the nearest region with a healthy replica
+  # regions: { primary: eu-west, failover: [us-east] }
+  # regions: { weights: { eu-west: 3, us-east: 1 } }
+  drain: 5s                    # time a stopping replica gets to finish its
+                               # requests; 0s to 10m
 "#;
 
 // ---------------------------------------------------------------------------
@@ -897,6 +925,19 @@ const ALIASES: &[(&str, &str, &str)] = &[
     ("RawUpdate", "type", "strategy"),
     ("RawSpec", "backup", "pre_deploy_backup"),
     ("RawSpec", "backup_before_deploy", "pre_deploy_backup"),
+    // Routes: Kubernetes' and Traefik's words.
+    ("RawSpec", "ingress", "route"),
+    ("RawSpec", "hostname", "route.hostnames"),
+    ("RawSpec", "hostnames", "route.hostnames"),
+    ("RawRoute", "host", "hostnames"),
+    ("RawRoute", "hosts", "hostnames"),
+    ("RawRoute", "domains", "hostnames"),
+    ("RawRoute", "target_port", "port"),
+    ("RawRoute", "container_port", "port"),
+    ("RawRoute", "certificate", "tls.certificate"),
+    ("RawRoute", "drain_timeout", "drain"),
+    ("RawRouteTls", "cert", "certificate"),
+    ("RawRouteTls", "secret", "certificate"),
     // Backup policies (`backup::spec`): restic's and cron's words.
     ("RawBackupPolicy", "cron", "schedule"),
     ("RawBackupPolicy", "keep", "retention"),
@@ -1046,6 +1087,7 @@ struct RawSpec {
     restart: Option<Node>,
     update: Option<RawUpdate>,
     pre_deploy_backup: Option<String>,
+    route: Option<RawRoute>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1141,6 +1183,33 @@ struct RawUpdate {
     steps: Option<Vec<i64>>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    hostnames: Option<Node>,
+    paths: Option<Node>,
+    port: Option<i64>,
+    tls: Option<Node>,
+    regions: Option<Node>,
+    drain: Option<Node>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRouteTls {
+    certificate: Option<String>,
+    self_signed: Option<bool>,
+}
+
+/// `route.regions` written as a map (`nearest` is a plain string).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRouteRegions {
+    primary: Option<String>,
+    failover: Option<Vec<String>>,
+    weights: Option<BTreeMap<String, i64>>,
+}
+
 // ---------------------------------------------------------------------------
 // Step 3: raw → model, every rule, every error.
 
@@ -1188,6 +1257,7 @@ impl Validator {
         let pre_deploy_backup = raw
             .pre_deploy_backup
             .map(|policy| self.pre_deploy_backup(policy, &root.key("pre_deploy_backup")));
+        let route = raw.route.map(|r| self.route(r, &ports, &root.key("route")));
         ServiceSpec {
             name,
             image,
@@ -1204,6 +1274,7 @@ impl Validator {
             restart,
             update,
             pre_deploy_backup,
+            route,
         }
     }
 
@@ -1220,6 +1291,304 @@ impl Validator {
             );
         }
         policy
+    }
+
+    /// `route:` — where the agents' ingresses send requests for the
+    /// service. Which service already holds a hostname and path is for
+    /// the controller to say at apply time.
+    fn route(&mut self, raw: RawRoute, ports: &[PortMapping], path: &FieldPath) -> Route {
+        let hostnames = match raw.hostnames {
+            None => {
+                self.error(
+                    &path.key("hostnames"),
+                    "required, write e.g. hostnames: [web.example.com]",
+                );
+                Vec::new()
+            }
+            Some(node) => self.route_list(node, &path.key("hostnames"), &HOSTNAMES),
+        };
+        let paths = match raw.paths {
+            None => vec!["/".to_owned()],
+            Some(node) => self.route_list(node, &path.key("paths"), &PATHS),
+        };
+        let port = self.route_port(raw.port, ports, &path.key("port"));
+        let tls = raw
+            .tls
+            .and_then(|tls| self.route_tls(tls, &path.key("tls")));
+        let regions = self.route_regions(raw.regions, &path.key("regions"));
+        let drain = self.duration(raw.drain, &path.key("drain"), DEFAULT_DRAIN);
+        if drain > MAX_DRAIN {
+            self.error(
+                &path.key("drain"),
+                format!(
+                    "{} is longer than the {} a drain may last, write e.g. {}",
+                    show(drain),
+                    show(MAX_DRAIN),
+                    show(DEFAULT_DRAIN)
+                ),
+            );
+        }
+        Route {
+            hostnames,
+            paths,
+            port,
+            tls,
+            regions,
+            drain,
+        }
+    }
+
+    /// `hostnames:` or `paths:`: a non-empty list, each entry checked and
+    /// normalised by the routing rules, none twice.
+    fn route_list(&mut self, node: Node, path: &FieldPath, kind: &RouteList) -> Vec<String> {
+        let items = match node {
+            Node::Seq(items) if items.is_empty() => {
+                self.error(path, format!("is empty, {}", kind.when_empty));
+                return Vec::new();
+            }
+            Node::Seq(items) => items,
+            other => {
+                self.error(
+                    path,
+                    format!(
+                        "expected a list of {}, e.g. {}, found {}",
+                        kind.plural,
+                        kind.example,
+                        describe(&other)
+                    ),
+                );
+                return Vec::new();
+            }
+        };
+        let mut checked: Vec<String> = Vec::new();
+        let mut first_at: HashMap<String, usize> = HashMap::new();
+        for (i, item) in items.iter().enumerate() {
+            let at = path.index(i);
+            let Node::Str(written) = item else {
+                self.error(
+                    &at,
+                    format!("expected a {}, found {}", kind.singular, describe(item)),
+                );
+                continue;
+            };
+            let normal = match (kind.check)(written) {
+                Ok(normal) => normal,
+                Err(e) => {
+                    self.error(&at, e.to_string());
+                    continue;
+                }
+            };
+            match first_at.get(&normal) {
+                Some(j) if *written == normal => self.error(
+                    &at,
+                    format!(
+                        "{normal} is already listed at {}, remove one",
+                        path.index(*j)
+                    ),
+                ),
+                Some(j) => self.error(
+                    &at,
+                    format!(
+                        "{written:?} is the same {} as {} ({normal}), remove one",
+                        kind.singular,
+                        path.index(*j)
+                    ),
+                ),
+                None => {
+                    first_at.insert(normal.clone(), i);
+                    checked.push(normal);
+                }
+            }
+        }
+        checked
+    }
+
+    /// The container port requests go to: as given, or the service's one
+    /// TCP container port. The ingress speaks HTTP over TCP, so a port
+    /// that `ports` lists only as UDP cannot be it.
+    fn route_port(&mut self, port: Option<i64>, ports: &[PortMapping], path: &FieldPath) -> u16 {
+        let given = port.is_some();
+        let port = self.probe_port(port, ports, path);
+        let listed: Vec<Protocol> = ports
+            .iter()
+            .filter(|p| p.container_port == port)
+            .map(|p| p.protocol)
+            .collect();
+        if given && !listed.is_empty() && !listed.contains(&Protocol::Tcp) {
+            self.error(
+                path,
+                format!(
+                    "container port {port} is udp in ports, and requests reach it over tcp: \
+                     choose a tcp port, or add \"{port}/tcp\" to ports"
+                ),
+            );
+        }
+        port
+    }
+
+    /// `tls: {certificate: web/tls}` or `tls: {self_signed: true}`.
+    fn route_tls(&mut self, mut node: Node, path: &FieldPath) -> Option<RouteTls> {
+        if !matches!(node, Node::Map(_)) {
+            self.error(
+                path,
+                format!(
+                    "expected a map like {{certificate: web/tls}} or {{self_signed: true}}, \
+                     found {}",
+                    describe(&node)
+                ),
+            );
+            return None;
+        }
+        let shaped = to_raw::<RawRouteTls>(&mut node, path);
+        self.issues.extend(shaped.issues);
+        // After a type error the field is reported; saying what tls lacks
+        // without it would only repeat that.
+        let raw = shaped.value.filter(|_| shaped.removed.is_empty())?;
+        match (raw.certificate, raw.self_signed) {
+            (Some(_), Some(_)) => {
+                self.error(path, "give either certificate or self_signed, not both");
+                None
+            }
+            (Some(text), None) => self
+                .secret_ref(&text, &path.key("certificate"))
+                .map(RouteTls::Certificate),
+            (None, Some(true)) => Some(RouteTls::SelfSigned),
+            (None, Some(false)) => {
+                self.error(
+                    &path.key("self_signed"),
+                    "false leaves tls without a certificate: remove tls for plain HTTP, or \
+                     give a secret, e.g. certificate: web/tls",
+                );
+                None
+            }
+            (None, None) => {
+                self.error(
+                    path,
+                    "give a certificate (a secret holding the PEM chain and key, e.g. \
+                     certificate: web/tls) or self_signed: true, or leave tls out for plain HTTP",
+                );
+                None
+            }
+        }
+    }
+
+    /// `nearest` (the default), `{primary, failover}` or `{weights}`.
+    fn route_regions(&mut self, node: Option<Node>, path: &FieldPath) -> RouteRegions {
+        let help = "write nearest, {primary: eu-west, failover: [us-east]} or \
+                    {weights: {eu-west: 3, us-east: 1}}";
+        let mut node = match node {
+            None => return RouteRegions::Nearest,
+            Some(Node::Str(s)) if s == "nearest" => return RouteRegions::Nearest,
+            Some(node @ Node::Map(_)) => node,
+            Some(other) => {
+                self.error(
+                    path,
+                    format!("{} is not a region policy, {help}", describe(&other)),
+                );
+                return RouteRegions::Nearest;
+            }
+        };
+        let shaped = to_raw::<RawRouteRegions>(&mut node, path);
+        self.issues.extend(shaped.issues);
+        let Some(raw) = shaped.value.filter(|_| shaped.removed.is_empty()) else {
+            return RouteRegions::Nearest;
+        };
+        if raw.weights.is_some() && (raw.primary.is_some() || raw.failover.is_some()) {
+            self.error(
+                path,
+                "give either primary (and failover) or weights, not both",
+            );
+            return RouteRegions::Nearest;
+        }
+        if let Some(weights) = raw.weights {
+            return RouteRegions::Weighted(self.route_weights(weights, &path.key("weights")));
+        }
+        let Some(primary) = raw.primary else {
+            if raw.failover.is_some() {
+                self.error(
+                    &path.key("primary"),
+                    "required with failover, write e.g. primary: eu-west",
+                );
+            } else {
+                self.error(
+                    path,
+                    "give primary (and failover) or weights, e.g. {primary: eu-west, \
+                     failover: [us-east]}, or write regions: nearest",
+                );
+            }
+            return RouteRegions::Nearest;
+        };
+        if !is_label_part(&primary) {
+            self.error(&path.key("primary"), bad_region(&primary));
+        }
+        let mut failover: Vec<String> = Vec::new();
+        let mut first_at: HashMap<String, usize> = HashMap::new();
+        let at_failover = path.key("failover");
+        for (i, region) in raw.failover.unwrap_or_default().into_iter().enumerate() {
+            let at = at_failover.index(i);
+            if !is_label_part(&region) {
+                self.error(&at, bad_region(&region));
+            } else if region == primary {
+                self.error(
+                    &at,
+                    format!("{region} is the primary region, remove it from failover"),
+                );
+            } else if let Some(j) = first_at.get(&region) {
+                self.error(
+                    &at,
+                    format!(
+                        "{region} is already listed at {}, remove one",
+                        at_failover.index(*j)
+                    ),
+                );
+            } else {
+                first_at.insert(region.clone(), i);
+                failover.push(region);
+            }
+        }
+        RouteRegions::Primary { primary, failover }
+    }
+
+    /// Relative weights per region, each from 1.
+    fn route_weights(
+        &mut self,
+        raw: BTreeMap<String, i64>,
+        path: &FieldPath,
+    ) -> BTreeMap<String, u32> {
+        if raw.is_empty() {
+            self.error(
+                path,
+                "is empty, give each region that serves a weight, e.g. {eu-west: 3, us-east: 1}",
+            );
+        }
+        let mut weights = BTreeMap::new();
+        for (region, weight) in raw {
+            let at = path.key(&region);
+            if !is_label_part(&region) {
+                self.error(&at, bad_region(&region));
+                continue;
+            }
+            match u32::try_from(weight) {
+                Ok(w) if (1..=MAX_ROUTE_WEIGHT).contains(&w) => {
+                    weights.insert(region, w);
+                }
+                _ if weight < 1 => self.error(
+                    &at,
+                    format!(
+                        "{weight} is out of range, write at least 1 (leave the region out to \
+                         send it nothing)"
+                    ),
+                ),
+                _ => self.error(
+                    &at,
+                    format!(
+                        "{weight} is out of range, write at most {MAX_ROUTE_WEIGHT} (weights are \
+                         relative: 3 and 1 send three quarters and one quarter)"
+                    ),
+                ),
+            }
+        }
+        weights
     }
 
     fn name(&mut self, name: Option<String>, path: &FieldPath) -> String {
@@ -2162,7 +2531,8 @@ impl Validator {
         }
     }
 
-    /// A probe's port: as given, or the service's one TCP container port.
+    /// A probe's or route's port: as given, or the service's one TCP
+    /// container port.
     fn probe_port(&mut self, port: Option<i64>, ports: &[PortMapping], path: &FieldPath) -> u16 {
         if let Some(n) = port {
             return self.port(n, path).unwrap_or(0);
@@ -2457,6 +2827,31 @@ impl Validator {
         steps
     }
 }
+
+/// How a route's `hostnames` or `paths` list is named and checked.
+struct RouteList {
+    singular: &'static str,
+    plural: &'static str,
+    example: &'static str,
+    when_empty: &'static str,
+    check: fn(&str) -> Result<String, RouteError>,
+}
+
+const HOSTNAMES: RouteList = RouteList {
+    singular: "hostname",
+    plural: "hostnames",
+    example: "[web.example.com, \"*.web.example.com\"]",
+    when_empty: "write at least one hostname, e.g. [web.example.com]",
+    check: hosts::hostname,
+};
+
+const PATHS: RouteList = RouteList {
+    singular: "path",
+    plural: "path prefixes",
+    example: "[/, /api]",
+    when_empty: "write at least one path prefix, e.g. [/api], or leave paths out for every path",
+    check: hosts::path_prefix,
+};
 
 /// Read by the owner only, as Docker mounts secrets.
 const DEFAULT_SECRET_MODE: u32 = 0o400;
@@ -2838,6 +3233,29 @@ mod tests {
                     },
                 ),
                 pre_deploy_backup: None,
+                route: Some(
+                    Route {
+                        hostnames: [
+                            "web.example.com",
+                            "*.web.example.com",
+                        ],
+                        paths: [
+                            "/",
+                            "/api",
+                        ],
+                        port: 80,
+                        tls: Some(
+                            Certificate(
+                                SecretRef {
+                                    name: "web/tls",
+                                    version: Latest,
+                                },
+                            ),
+                        ),
+                        regions: Nearest,
+                        drain: 5s,
+                    },
+                ),
             }"#]]
         .assert_eq(&format!("{spec:#?}"));
     }
@@ -2896,6 +3314,16 @@ min_healthy_time = "10s"
 healthy_deadline = "5m"
 progress_deadline = "10m"
 auto_revert = true
+
+[route]
+hostnames = ["web.example.com", "*.web.example.com"]
+paths = ["/", "/api"]
+port = 80
+regions = "nearest"
+drain = "5s"
+
+[route.tls]
+certificate = "web/tls"
 "#;
 
     #[test]
@@ -2926,6 +3354,7 @@ auto_revert = true
                 restart: RestartPolicy::Always,
                 update: UpdateStrategy::Rolling(Rolling::default()),
                 pre_deploy_backup: None,
+                route: None,
             }
         );
         let toml = parse("name = \"web\"\nimage = \"nginx\"\n", Format::Toml).unwrap();
@@ -3018,7 +3447,7 @@ update:
             (
                 "bogus: 1",
                 &[
-                    "spec.bogus: unknown field, expected one of name, image, command, env, ports, volumes, secrets, replicas, placement, resources, health_check, restart, update, pre_deploy_backup",
+                    "spec.bogus: unknown field, expected one of name, image, command, env, ports, volumes, secrets, replicas, placement, resources, health_check, restart, update, pre_deploy_backup, route",
                 ],
             ),
             (
@@ -3089,9 +3518,9 @@ update:
             (
                 "a: 1\nresources:\n  b: 2\nc: 3",
                 &[
-                    "spec.a: unknown field, expected one of name, image, command, env, ports, volumes, secrets, replicas, placement, resources, health_check, restart, update, pre_deploy_backup",
+                    "spec.a: unknown field, expected one of name, image, command, env, ports, volumes, secrets, replicas, placement, resources, health_check, restart, update, pre_deploy_backup, route",
                     "spec.resources.b: unknown field, expected one of cpu, memory, memory_swap, pids",
-                    "spec.c: unknown field, expected one of name, image, command, env, ports, volumes, secrets, replicas, placement, resources, health_check, restart, update, pre_deploy_backup",
+                    "spec.c: unknown field, expected one of name, image, command, env, ports, volumes, secrets, replicas, placement, resources, health_check, restart, update, pre_deploy_backup, route",
                 ],
             ),
             // Type errors: each reported, the rest still checked.
@@ -4199,6 +4628,557 @@ DB_PASSWORD = { secret = "crm/db-password" }
         json.as_object_mut().unwrap().remove("pre_deploy_backup");
         let old: ServiceSpec = serde_json::from_value(json).unwrap();
         assert_eq!(old.pre_deploy_backup, None);
+    }
+
+    fn route_of(snippet: &str) -> Route {
+        ok(snippet)
+            .route
+            .unwrap_or_else(|| panic!("{snippet}\nhas no route"))
+    }
+
+    #[test]
+    fn routes_get_their_defaults() {
+        assert_eq!(ok("name: web").route, None);
+        assert_eq!(ok("route: ~").route, None, "null is leaving it out");
+        let minimal = Route {
+            hostnames: vec!["web.example.com".into()],
+            paths: vec!["/".into()],
+            port: 8080,
+            tls: None,
+            regions: RouteRegions::Nearest,
+            drain: DEFAULT_DRAIN,
+        };
+        assert_eq!(
+            route_of("route:\n  hostnames: [web.example.com]\n  port: 8080"),
+            minimal
+        );
+        assert_eq!(DEFAULT_DRAIN, Duration::from_secs(5));
+        // The port is the one tcp container port when there is exactly one.
+        assert_eq!(
+            route_of(
+                "ports: [\"18080:8080\", \"53:53/udp\"]\nroute:\n  hostnames: [web.example.com]"
+            ),
+            minimal
+        );
+        assert_eq!(
+            route_of("ports: [8080, 8080]\nroute:\n  hostnames: [web.example.com]").port,
+            8080
+        );
+        // Null is the same as leaving a field out.
+        assert_eq!(
+            route_of(
+                "route:\n  hostnames: [web.example.com]\n  port: 8080\n  paths: ~\n  tls: ~\n  regions: ~\n  drain: ~"
+            ),
+            minimal
+        );
+        // Written defaults give the same route.
+        assert_eq!(
+            route_of(
+                "route:\n  hostnames: [web.example.com]\n  port: 8080\n  paths: [/]\n  regions: nearest\n  drain: 5s"
+            ),
+            minimal
+        );
+    }
+
+    #[test]
+    fn routes_take_every_option() {
+        use crate::deploy::model::SecretVersion::{Latest, Pinned};
+        let route = route_of(
+            r#"
+ports: [8080]
+route:
+  hostnames: [Web.Example.com., "*.web.example.com", api.example.com]
+  paths: [/, /api/, /static]
+  port: 9000
+  tls:
+    certificate: web/tls@2
+  regions: {primary: eu-west, failover: [us-east, ap-south]}
+  drain: 0s
+"#,
+        );
+        assert_eq!(
+            route,
+            Route {
+                hostnames: vec![
+                    "web.example.com".into(),
+                    "*.web.example.com".into(),
+                    "api.example.com".into()
+                ],
+                paths: vec!["/".into(), "/api".into(), "/static".into()],
+                port: 9000,
+                tls: Some(RouteTls::Certificate(SecretRef {
+                    name: "web/tls".into(),
+                    version: Pinned(2),
+                })),
+                regions: RouteRegions::Primary {
+                    primary: "eu-west".into(),
+                    failover: vec!["us-east".into(), "ap-south".into()],
+                },
+                drain: Duration::ZERO,
+            }
+        );
+        let base = "route:\n  hostnames: [web.example.com]\n  port: 80\n";
+        let with = |rest: &str| route_of(&format!("{base}{rest}"));
+        assert_eq!(
+            with("  tls: {certificate: web/tls}").tls,
+            Some(RouteTls::Certificate(SecretRef {
+                name: "web/tls".into(),
+                version: Latest,
+            }))
+        );
+        assert_eq!(
+            with("  tls: {self_signed: true}").tls,
+            Some(RouteTls::SelfSigned)
+        );
+        assert_eq!(
+            with("  regions: {primary: eu-west}").regions,
+            RouteRegions::Primary {
+                primary: "eu-west".into(),
+                failover: vec![],
+            }
+        );
+        assert_eq!(
+            with("  regions: {primary: eu-west, failover: []}").regions,
+            with("  regions: {primary: eu-west}").regions
+        );
+        assert_eq!(
+            with("  regions: {weights: {eu-west: 3, us-east: 1}}").regions,
+            RouteRegions::Weighted(BTreeMap::from([
+                ("eu-west".into(), 3),
+                ("us-east".into(), 1)
+            ]))
+        );
+        assert_eq!(with("  drain: 1m30s").drain, Duration::from_secs(90));
+        assert_eq!(with("  drain: 0").drain, Duration::ZERO);
+        // A port `ports` also lists as udp is fine while it lists it as tcp.
+        assert_eq!(
+            route_of(
+                "ports: [\"53:53/udp\", 53]\nroute:\n  hostnames: [dns.example.com]\n  port: 53"
+            )
+            .port,
+            53
+        );
+        // A port `ports` does not list is published for the ingresses.
+        assert_eq!(
+            route_of("ports: [8080]\nroute:\n  hostnames: [web.example.com]\n  port: 9000").port,
+            9000
+        );
+    }
+
+    #[test]
+    fn route_boundaries_are_accepted() {
+        let base = "route:\n  hostnames: [web.example.com]\n";
+        for rest in [
+            "  port: 1",
+            "  port: 65535",
+            "  port: 80\n  drain: 10m",
+            "  port: 80\n  drain: 0s",
+            "  port: 80\n  regions: {weights: {eu-west: 1}}",
+            "  port: 80\n  regions: {weights: {eu-west: 1000000, us-east: 1}}",
+            "  port: 80\n  regions: {primary: a.b_c/d-1}",
+        ] {
+            ok(&format!("{base}{rest}"));
+        }
+        assert_eq!(
+            route_of("route:\n  hostnames: [localhost, '*.a', web.example.com]\n  port: 80")
+                .hostnames,
+            ["localhost", "*.a", "web.example.com"]
+        );
+    }
+
+    #[test]
+    fn routes_in_toml() {
+        let toml = r#"
+name = "web"
+image = "nginx"
+ports = [8080]
+
+[route]
+hostnames = ["web.example.com", "*.web.example.com"]
+drain = "30s"
+
+[route.tls]
+self_signed = true
+
+[route.regions.weights]
+eu-west = 3
+us-east = 1
+"#;
+        let yaml = ok(r#"
+ports: [8080]
+route:
+  hostnames: [web.example.com, "*.web.example.com"]
+  drain: 30s
+  tls: {self_signed: true}
+  regions: {weights: {eu-west: 3, us-east: 1}}
+"#);
+        assert_eq!(
+            parse(toml, Format::Toml).unwrap_or_else(|e| panic!("{e}")),
+            yaml
+        );
+        let toml = "name = \"web\"\nimage = \"nginx\"\n[route]\nhostnames = [\"web.example.com\"]\nport = 80\nregions = { primary = \"eu-west\", failover = [\"us-east\"] }\n";
+        assert_eq!(
+            parse(toml, Format::Toml).unwrap().route.unwrap().regions,
+            RouteRegions::Primary {
+                primary: "eu-west".into(),
+                failover: vec!["us-east".into()],
+            }
+        );
+        let text = r#"
+name = "web"
+image = "nginx"
+
+[route]
+hostnames = ["web.example.com", "WEB.example.com"]
+port = "80"
+drain = "1h"
+regions = "eu-west"
+
+[route.tls]
+certificate = "web/tls"
+self_signed = false
+"#;
+        expect![[r#"
+            spec.route.drain: 1h is longer than the 10m a drain may last, write e.g. 5s
+            spec.route.hostnames[1]: "WEB.example.com" is the same hostname as spec.route.hostnames[0] (web.example.com), remove one
+            spec.route.port: expected a whole number, found "80"
+            spec.route.regions: "eu-west" is not a region policy, write nearest, {primary: eu-west, failover: [us-east]} or {weights: {eu-west: 3, us-east: 1}}
+            spec.route.tls: give either certificate or self_signed, not both"#]]
+        .assert_eq(&parse(text, Format::Toml).unwrap_err().to_string());
+    }
+
+    #[test]
+    fn routes_round_trip_through_json() {
+        let with_route = [
+            parse(example(), Format::Yaml).unwrap(),
+            ok(
+                "ports: [80]\nroute:\n  hostnames: [a.example.com]\n  tls: {self_signed: true}\n  regions: {weights: {eu-west: 3, us-east: 1}}\n  drain: 250ms",
+            ),
+            ok(
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  regions: {primary: eu-west, failover: [us-east]}",
+            ),
+        ];
+        for spec in with_route {
+            assert!(spec.route.is_some());
+            let json = serde_json::to_string(&spec).unwrap();
+            let back: ServiceSpec = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, spec, "{json}");
+        }
+        // Without a route the stored JSON has no route field, and stored
+        // revisions written before the field existed still read.
+        let json = serde_json::to_value(ok("name: web")).unwrap();
+        assert!(json.get("route").is_none(), "{json}");
+        let old: ServiceSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(old.route, None);
+    }
+
+    #[test]
+    fn route_rules() {
+        let not_dns = |h: &str| {
+            format!(
+                "hostname {h:?} is not a DNS name: use lowercase letters, digits and '-' in labels \
+                 of 1 to 63 characters separated by dots (a leading '*.' is allowed)"
+            )
+        };
+        let not_path =
+            |p: &str| format!("path {p:?} must start with '/' and hold no spaces, '?' or '#'");
+        let needs_port =
+            "required unless the service declares exactly one tcp port, write e.g. port: 8080";
+        let bad_region = |r: &str| {
+            format!(
+                "{r:?} is not a valid region name, use 1-63 letters, digits, '-', '_', '.' or '/', e.g. eu-west"
+            )
+        };
+        let policy_help = "write nearest, {primary: eu-west, failover: [us-east]} or \
+                           {weights: {eu-west: 3, us-east: 1}}";
+        let rows: Vec<(&str, Vec<String>)> = vec![
+            // hostnames
+            (
+                "route:\n  port: 80",
+                vec!["spec.route.hostnames: required, write e.g. hostnames: [web.example.com]".into()],
+            ),
+            (
+                "route:\n  hostnames: []\n  port: 80",
+                vec!["spec.route.hostnames: is empty, write at least one hostname, e.g. [web.example.com]".into()],
+            ),
+            (
+                "route:\n  hostnames: web.example.com\n  port: 80",
+                vec![r#"spec.route.hostnames: expected a list of hostnames, e.g. [web.example.com, "*.web.example.com"], found "web.example.com""#.into()],
+            ),
+            (
+                "route:\n  hostnames: [web.example.com, web_1.example.com, 5, '*.*.example.com', '']\n  port: 80",
+                vec![
+                    format!("spec.route.hostnames[1]: {}", not_dns("web_1.example.com")),
+                    "spec.route.hostnames[2]: expected a hostname, found 5".into(),
+                    format!("spec.route.hostnames[3]: {}", not_dns("*.*.example.com")),
+                    format!("spec.route.hostnames[4]: {}", not_dns("")),
+                ],
+            ),
+            (
+                "route:\n  hostnames: [web.example.com, WEB.Example.com., web.example.com]\n  port: 80",
+                vec![
+                    r#"spec.route.hostnames[1]: "WEB.Example.com." is the same hostname as spec.route.hostnames[0] (web.example.com), remove one"#.into(),
+                    "spec.route.hostnames[2]: web.example.com is already listed at spec.route.hostnames[0], remove one".into(),
+                ],
+            ),
+            // paths
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  paths: [/api, api, /api/, '/a b', /a?b, /]",
+                vec![
+                    format!("spec.route.paths[1]: {}", not_path("api")),
+                    r#"spec.route.paths[2]: "/api/" is the same path as spec.route.paths[0] (/api), remove one"#.into(),
+                    format!("spec.route.paths[3]: {}", not_path("/a b")),
+                    format!("spec.route.paths[4]: {}", not_path("/a?b")),
+                ],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  paths: [/, /, '//']",
+                vec![
+                    "spec.route.paths[1]: / is already listed at spec.route.paths[0], remove one".into(),
+                    r#"spec.route.paths[2]: "//" is the same path as spec.route.paths[0] (/), remove one"#.into(),
+                ],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  paths: []",
+                vec!["spec.route.paths: is empty, write at least one path prefix, e.g. [/api], or leave paths out for every path".into()],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  paths: /api",
+                vec![r#"spec.route.paths: expected a list of path prefixes, e.g. [/, /api], found "/api""#.into()],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  paths: [[/]]",
+                vec!["spec.route.paths[0]: expected a path, found a list".into()],
+            ),
+            // port
+            (
+                "route:\n  hostnames: [a.example.com]",
+                vec![format!("spec.route.port: {needs_port}")],
+            ),
+            (
+                "ports: [\"8080:80\", \"9090:90\"]\nroute:\n  hostnames: [a.example.com]",
+                vec![format!("spec.route.port: {needs_port}")],
+            ),
+            (
+                "ports: [\"53:53/udp\"]\nroute:\n  hostnames: [a.example.com]",
+                vec![format!("spec.route.port: {needs_port}")],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 0",
+                vec!["spec.route.port: 0 is out of range, write a port from 1 to 65535".into()],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 65536",
+                vec!["spec.route.port: 65536 is out of range, write a port from 1 to 65535".into()],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: '80'",
+                vec![r#"spec.route.port: expected a whole number, found "80""#.into()],
+            ),
+            (
+                "ports: [\"53:53/udp\", 80]\nroute:\n  hostnames: [a.example.com]\n  port: 53",
+                vec![r#"spec.route.port: container port 53 is udp in ports, and requests reach it over tcp: choose a tcp port, or add "53/tcp" to ports"#.into()],
+            ),
+            // tls
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  tls: {certificate: web/tls, self_signed: true}",
+                vec!["spec.route.tls: give either certificate or self_signed, not both".into()],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  tls: {certificate: web/tls, self_signed: false}",
+                vec!["spec.route.tls: give either certificate or self_signed, not both".into()],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  tls: {self_signed: false}",
+                vec!["spec.route.tls.self_signed: false leaves tls without a certificate: remove tls for plain HTTP, or give a secret, e.g. certificate: web/tls".into()],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  tls: {}",
+                vec!["spec.route.tls: give a certificate (a secret holding the PEM chain and key, e.g. certificate: web/tls) or self_signed: true, or leave tls out for plain HTTP".into()],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  tls: {certificate: Web/TLS}",
+                vec![r#"spec.route.tls.certificate: secret name "Web/TLS" is not valid: it holds a character other than a-z, 0-9, '-', '_', '.' and '/'; use 1–128 lowercase letters, digits, '-', '_', '.' and '/' (as in crm/db-password)"#.into()],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  tls: {certificate: web/tls@0}",
+                vec![r#"spec.route.tls.certificate: "web/tls@0" does not pin a version, write a version number from 1 after '@', e.g. web/tls@3, or leave '@' out to follow the latest version"#.into()],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  tls: {self_signed: sure}",
+                vec![
+                    r#"spec.route.tls.self_signed: expected true or false, found "sure""#.into(),
+                ],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  tls: web/tls",
+                vec![r#"spec.route.tls: expected a map like {certificate: web/tls} or {self_signed: true}, found "web/tls""#.into()],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  tls: {certificate: 5}",
+                vec!["spec.route.tls.certificate: expected a string, found 5".into()],
+            ),
+            // regions
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  regions: eu-west",
+                vec![format!(r#"spec.route.regions: "eu-west" is not a region policy, {policy_help}"#)],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  regions: Nearest",
+                vec![format!(r#"spec.route.regions: "Nearest" is not a region policy, {policy_help}"#)],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  regions: [eu-west, us-east]",
+                vec![format!("spec.route.regions: a list is not a region policy, {policy_help}")],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  regions: {}",
+                vec!["spec.route.regions: give primary (and failover) or weights, e.g. {primary: eu-west, failover: [us-east]}, or write regions: nearest".into()],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  regions: {failover: [us-east]}",
+                vec!["spec.route.regions.primary: required with failover, write e.g. primary: eu-west".into()],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  regions: {primary: eu-west, weights: {eu-west: 1}}",
+                vec!["spec.route.regions: give either primary (and failover) or weights, not both".into()],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  regions: {failover: [a], weights: {eu-west: 1}}",
+                vec!["spec.route.regions: give either primary (and failover) or weights, not both".into()],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  regions: {primary: 'eu west'}",
+                vec![format!("spec.route.regions.primary: {}", bad_region("eu west"))],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  regions: {primary: eu-west, failover: [us-east, eu-west, us-east, 'a b']}",
+                vec![
+                    "spec.route.regions.failover[1]: eu-west is the primary region, remove it from failover".into(),
+                    "spec.route.regions.failover[2]: us-east is already listed at spec.route.regions.failover[0], remove one".into(),
+                    format!("spec.route.regions.failover[3]: {}", bad_region("a b")),
+                ],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  regions: {primary: eu-west, failover: us-east}",
+                vec![r#"spec.route.regions.failover: expected a list, found "us-east""#.into()],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  regions: {weights: {}}",
+                vec!["spec.route.regions.weights: is empty, give each region that serves a weight, e.g. {eu-west: 3, us-east: 1}".into()],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  regions: {weights: {eu-west: 0, us-east: -2, ap-south: 1000001, 'a b': 1}}",
+                vec![
+                    "spec.route.regions.weights.eu-west: 0 is out of range, write at least 1 (leave the region out to send it nothing)".into(),
+                    "spec.route.regions.weights.us-east: -2 is out of range, write at least 1 (leave the region out to send it nothing)".into(),
+                    "spec.route.regions.weights.ap-south: 1000001 is out of range, write at most 1000000 (weights are relative: 3 and 1 send three quarters and one quarter)".into(),
+                    format!(r#"spec.route.regions.weights."a b": {}"#, bad_region("a b")),
+                ],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  regions: {weights: {eu-west: x}}",
+                vec![r#"spec.route.regions.weights.eu-west: expected a whole number, found "x""#.into()],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  regions: {weights: [eu-west]}",
+                vec!["spec.route.regions.weights: expected a map, found a list".into()],
+            ),
+            // drain
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  drain: 10m1s",
+                vec!["spec.route.drain: 10m 1s is longer than the 10m a drain may last, write e.g. 5s".into()],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  drain: 5",
+                vec!["spec.route.drain: 5 has no unit, write e.g. 5s".into()],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  drain: soon",
+                vec![r#"spec.route.drain: "soon" is not a duration, write e.g. 10s, 1m30s or 500ms"#.into()],
+            ),
+            // shape
+            (
+                "route: [a.example.com]",
+                vec!["spec.route: expected a map, found a list".into()],
+            ),
+            (
+                "route: {}",
+                vec![
+                    "spec.route.hostnames: required, write e.g. hostnames: [web.example.com]".into(),
+                    format!("spec.route.port: {needs_port}"),
+                ],
+            ),
+            (
+                "ingress:\n  hostnames: [a.example.com]",
+                vec!["spec.ingress: unknown field, did you mean route?".into()],
+            ),
+            (
+                "routes:\n  hostnames: [a.example.com]",
+                vec!["spec.routes: unknown field, did you mean route?".into()],
+            ),
+            (
+                "hostnames: [a.example.com]",
+                vec!["spec.hostnames: unknown field, did you mean route.hostnames?".into()],
+            ),
+            (
+                "route:\n  hostname: a.example.com\n  port: 80",
+                vec![
+                    "spec.route.hostnames: required, write e.g. hostnames: [web.example.com]".into(),
+                    "spec.route.hostname: unknown field, did you mean hostnames?".into(),
+                ],
+            ),
+            (
+                "route:\n  hosts: [a.example.com]\n  port: 80",
+                vec![
+                    "spec.route.hostnames: required, write e.g. hostnames: [web.example.com]".into(),
+                    "spec.route.hosts: unknown field, did you mean hostnames?".into(),
+                ],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  path: /api\n  drain_timeout: 1s\n  weights: {a: 1}",
+                vec![
+                    "spec.route.path: unknown field, did you mean paths?".into(),
+                    "spec.route.drain_timeout: unknown field, did you mean drain?".into(),
+                    "spec.route.weights: unknown field, expected one of hostnames, paths, port, tls, regions, drain".into(),
+                ],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  target_port: 80\n  certificate: web/tls",
+                vec![
+                    format!("spec.route.port: {needs_port}"),
+                    "spec.route.target_port: unknown field, did you mean port?".into(),
+                    "spec.route.certificate: unknown field, did you mean tls.certificate?".into(),
+                ],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  tls: {cert: web/tls}",
+                vec![
+                    "spec.route.tls: give a certificate (a secret holding the PEM chain and key, e.g. certificate: web/tls) or self_signed: true, or leave tls out for plain HTTP".into(),
+                    "spec.route.tls.cert: unknown field, did you mean certificate?".into(),
+                ],
+            ),
+            (
+                "route:\n  hostnames: [a.example.com]\n  port: 80\n  regions: {primary: eu-west, failovers: [us-east]}",
+                vec!["spec.route.regions.failovers: unknown field, did you mean failover?".into()],
+            ),
+            // Every mistake at once, in document order.
+            (
+                "route:\n  drain: 1h\n  hostnames: [A_B]\n  tls: {}\n  port: 0",
+                vec![
+                    "spec.route.drain: 1h is longer than the 10m a drain may last, write e.g. 5s".into(),
+                    format!("spec.route.hostnames[0]: {}", not_dns("A_B")),
+                    "spec.route.tls: give a certificate (a secret holding the PEM chain and key, e.g. certificate: web/tls) or self_signed: true, or leave tls out for plain HTTP".into(),
+                    "spec.route.port: 0 is out of range, write a port from 1 to 65535".into(),
+                ],
+            ),
+        ];
+        let rows: Vec<(&str, Vec<&str>)> = rows
+            .iter()
+            .map(|(s, e)| (*s, e.iter().map(String::as_str).collect()))
+            .collect();
+        let rows: Vec<(&str, &[&str])> = rows.iter().map(|(s, e)| (*s, e.as_slice())).collect();
+        check_errors(&rows);
     }
 
     #[test]

@@ -121,6 +121,7 @@ pub fn container_spec(spec: &ServiceSpec, resolved: &ResolvedVersions) -> pb::Co
                 gid: file.gid,
             })
             .collect(),
+        route_port: spec.route.as_ref().map_or(0, |r| u32::from(r.port)),
     }
 }
 
@@ -218,6 +219,7 @@ mod tests {
             },
             update: UpdateStrategy::Rolling(Rolling::default()),
             pre_deploy_backup: None,
+            route: None,
         }
     }
 
@@ -319,6 +321,24 @@ mod tests {
         let c = container_spec(&spec(), &ResolvedVersions::default());
         assert_eq!(c.secret_env[1].secret, reference("crm/db-password", 0));
         assert_eq!(c.secret_env[0].secret, reference("crm/api-key", 3));
+    }
+
+    #[test]
+    fn the_route_port_is_sent_and_zero_without_a_route() {
+        let mut s = spec();
+        assert_eq!(container_spec(&s, &resolved()).route_port, 0);
+        s.route = Some(Route {
+            hostnames: vec!["web.example.com".into()],
+            paths: vec!["/".into()],
+            port: 9000,
+            tls: None,
+            regions: RouteRegions::Nearest,
+            drain: DEFAULT_DRAIN,
+        });
+        let c = container_spec(&s, &resolved());
+        assert_eq!(c.route_port, 9000);
+        // The route adds no published port: the agent chooses one.
+        assert_eq!(c.ports, container_spec(&spec(), &resolved()).ports);
     }
 
     #[test]

@@ -307,6 +307,13 @@ async fn run_session(
                         tracing::warn!(host_id, %error, "could not compute the host's desired state")
                     }
                 }
+                let region = cp.fleet.get(&host_id).map(|h| h.region).unwrap_or_default();
+                if let Some(table) = cp.routing.table_for(&region) {
+                    let body = control_message::Body::Routing(table);
+                    if session.outbound.send(control(body)).await.is_err() {
+                        break;
+                    }
+                }
                 if let Err(error) = cp.backups.host_connected(&host_id).await {
                     tracing::warn!(host_id, %error, "could not resend the host's backup jobs");
                 }
@@ -432,6 +439,13 @@ async fn run_session(
                     tracing::warn!(host_id, %error, "could not take in the allocation report");
                     continue;
                 }
+                let ack = control_message::Body::Ack(pb::Ack { seq: message.seq });
+                if session.outbound.send(control(ack)).await.is_err() {
+                    break;
+                }
+            }
+            Some(agent_message::Body::Traffic(report)) => {
+                cp.deploy.traffic().record(&host_id, report, now);
                 let ack = control_message::Body::Ack(pb::Ack { seq: message.seq });
                 if session.outbound.send(control(ack)).await.is_err() {
                     break;

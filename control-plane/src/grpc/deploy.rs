@@ -36,9 +36,10 @@ fn deploy_status(error: DeployError) -> Status {
         DeployError::StoredSpec { .. }
         | DeployError::StoredState(..)
         | DeployError::StoredSecretVersions { .. } => Status::internal(error.to_string()),
-        DeployError::Invalid(_) | DeployError::Format(_) | DeployError::Replicas(_) => {
-            Status::invalid_argument(error.to_string())
-        }
+        DeployError::Invalid(_)
+        | DeployError::Format(_)
+        | DeployError::Replicas(_)
+        | DeployError::Route(_) => Status::invalid_argument(error.to_string()),
     }
 }
 

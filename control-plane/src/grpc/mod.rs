@@ -9,6 +9,7 @@ pub mod backups;
 pub mod deploy;
 pub mod fleet;
 pub mod policies;
+pub mod routing;
 pub mod secret_delivery;
 pub mod secrets;
 pub mod tokens;
@@ -291,6 +292,11 @@ pub fn routes(
             .max_decoding_message_size(POLICY_MESSAGE_BYTES),
         )
         .add_service(UserServiceServer::new(users::UserApi { cp: cp.clone() }))
+        .add_service(
+            argosy_proto::v1::routing_service_server::RoutingServiceServer::new(
+                routing::RoutingApi { cp: cp.clone() },
+            ),
+        )
         .add_service(SessionServiceServer::new(users::SessionApi {
             cp: cp.clone(),
         }))

@@ -11,6 +11,7 @@ mod deploy;
 mod downloads;
 pub(crate) mod policies;
 mod prometheus;
+mod routing;
 mod secrets;
 mod session;
 mod tokens;
@@ -264,6 +265,8 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route("/api/v1/backups/{id}", get(backups::get_backup))
         .route("/api/v1/backups/{id}/verify", post(backups::verify))
         .route("/api/v1/backups/{id}/restore", post(backups::restore))
+        .route("/api/v1/routes", get(routing::list))
+        .route("/api/v1/routes/{service}", get(routing::show))
         .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/audit/verify", get(audit::verify))
         .route("/api/v1/secrets", get(secrets::list).post(secrets::set))

@@ -1,8 +1,18 @@
-//! Traffic routing decisions (issue 8, first part): which hostnames and
-//! paths a service owns (`hosts`) and where one region's ingresses send a
-//! service's requests, with weights and the reasons for them (`table`).
-//! Both are pure; the ingress on the agents, the routing-table push and
-//! the DNS answers are built on them.
+//! Traffic routing: which hostnames and paths a service owns (`hosts`),
+//! how its requests are split between revisions as its rollout moves
+//! (`split`), where one region's ingresses send them, with weights and the
+//! reasons for them (`table`), what the ingresses measured (`traffic`),
+//! whether a certificate can serve a route (`certificate`), and the
+//! conversions between stored facts
+//! and the wire (`wire`) — all pure — and the controller that computes
+//! every region's table and pushes it to the agents (`controller`).
 
+pub mod certificate;
+pub mod controller;
 pub mod hosts;
+pub mod split;
 pub mod table;
+pub mod traffic;
+pub mod wire;
+
+pub use controller::Router;

@@ -1,0 +1,694 @@
+//! In-process tests of the agent's ingress: the real listeners on
+//! 127.0.0.1:0 in front of real hyper backends that answer their own
+//! name, driven by routing tables as the control plane sends them —
+//! routing by host and path, weights, retries past a dead backend,
+//! 503 with the route's explanation, draining across a table change,
+//! HTTPS over HTTP/2 with per-hostname certificates (self-signed and from
+//! a secret) and the per-revision traffic report.
+
+use argosy_agent::ingress::{Ingress, IngressConfig};
+use argosy_agent::secrets::{SecretFiles, Secrets};
+use argosy_proto::v1::{
+    Route, RouteBackend, RouteTls, RoutingTable, SecretRef, SecretResponse, SecretValue, route_tls,
+};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// A backend on 127.0.0.1 answering `name`; `/sleep` answers after 1 s,
+/// `/fail` answers 500, and it echoes what the ingress told it in
+/// `x-echo-*` headers and the request body's length.
+async fn backend(name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |request: Request<Incoming>| async move {
+                        let path = request.uri().path().to_owned();
+                        let header = |name: &str| {
+                            request
+                                .headers()
+                                .get(name)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_owned()
+                        };
+                        let echoes = [
+                            ("x-echo-host", header("host")),
+                            ("x-echo-for", header("x-forwarded-for")),
+                            ("x-echo-proto", header("x-forwarded-proto")),
+                            ("x-echo-forwarded-host", header("x-forwarded-host")),
+                            ("x-echo-hop", header("x-hop")),
+                        ];
+                        let body = request.into_body().collect().await.unwrap().to_bytes();
+                        if path == "/sleep" {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                        let mut response = Response::new(Full::new(Bytes::from(name)));
+                        if path == "/fail" {
+                            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                        }
+                        for (key, value) in echoes {
+                            response.headers_mut().insert(key, value.parse().unwrap());
+                        }
+                        response
+                            .headers_mut()
+                            .insert("x-echo-length", body.len().into());
+                        Ok::<_, Infallible>(response)
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    address
+}
+
+/// A port nothing listens on.
+async fn dead_address() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+fn to(
+    allocation: &str,
+    host: &str,
+    revision: u64,
+    address: SocketAddr,
+    weight: u32,
+) -> RouteBackend {
+    RouteBackend {
+        allocation: allocation.into(),
+        host: host.into(),
+        region: "eu".into(),
+        revision,
+        address: address.to_string(),
+        weight,
+    }
+}
+
+fn route(service: &str, hosts: &[&str], paths: &[&str], backends: Vec<RouteBackend>) -> Route {
+    Route {
+        service: service.into(),
+        hostnames: hosts.iter().map(|h| (*h).into()).collect(),
+        paths: paths.iter().map(|p| (*p).into()).collect(),
+        tls: None,
+        backends,
+        explanation: format!("{service} has no backend with weight"),
+    }
+}
+
+fn table(version: u64, routes: Vec<Route>) -> RoutingTable {
+    RoutingTable { version, routes }
+}
+
+async fn start(https: bool) -> Ingress {
+    let https = https.then(|| "127.0.0.1:0".parse().unwrap());
+    Ingress::start(IngressConfig::new(
+        Some("127.0.0.1:0".parse().unwrap()),
+        https,
+        "here",
+    ))
+    .await
+    .unwrap()
+}
+
+/// An HTTP/1.1 client to the ingress.
+struct Http {
+    client: Client<HttpConnector, Full<Bytes>>,
+    ingress: SocketAddr,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: String,
+}
+
+impl Http {
+    fn new(ingress: &Ingress) -> Self {
+        Self {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            ingress: ingress.http_address().unwrap(),
+        }
+    }
+
+    async fn send(&self, method: &str, host: &str, path: &str, body: &'static [u8]) -> Answer {
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.ingress))
+            .header("host", host)
+            .header("connection", "x-hop")
+            .header("x-hop", "must not pass")
+            .body(Full::new(Bytes::from_static(body)))
+            .unwrap();
+        let response = tokio::time::timeout(PATIENCE, self.client.request(request))
+            .await
+            .expect("the ingress did not answer")
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            headers,
+            body: String::from_utf8(body.to_vec()).unwrap(),
+        }
+    }
+
+    async fn get(&self, host: &str, path: &str) -> Answer {
+        self.send("GET", host, path, b"").await
+    }
+}
+
+#[tokio::test]
+async fn requests_go_by_host_and_path_with_forwarded_headers() {
+    let ingress = start(false).await;
+    let http = Http::new(&ingress);
+    // Before any table: nothing is routed.
+    let answer = http.get("web.example.com", "/").await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+
+    let (web, api, wild) = (
+        backend("web").await,
+        backend("api").await,
+        backend("wild").await,
+    );
+    assert!(ingress.apply(table(
+        1,
+        vec![
+            route(
+                "web",
+                &["web.example.com"],
+                &["/"],
+                vec![to("w1", "h1", 1, web, 1_000_000)]
+            ),
+            route(
+                "api",
+                &["web.example.com"],
+                &["/api"],
+                vec![to("a1", "h1", 1, api, 1_000_000)]
+            ),
+            route(
+                "wild",
+                &["*.example.com"],
+                &["/"],
+                vec![to("x1", "h1", 1, wild, 1_000_000)]
+            ),
+        ],
+    )));
+    assert_eq!(ingress.applied_version(), Some(1));
+    for (host, path, expected) in [
+        ("web.example.com", "/", "web"),
+        ("WEB.example.com:7480", "/apix", "web"),
+        ("web.example.com", "/api", "api"),
+        ("web.example.com", "/api/users?id=1", "api"),
+        ("shop.example.com", "/api", "wild"),
+    ] {
+        let answer = http.get(host, path).await;
+        assert_eq!(answer.status, StatusCode::OK, "{host}{path}");
+        assert_eq!(answer.body, expected, "{host}{path}");
+    }
+    let answer = http.get("web.example.com", "/").await;
+    assert_eq!(answer.headers["x-echo-host"], "web.example.com");
+    assert_eq!(answer.headers["x-echo-for"], "127.0.0.1");
+    assert_eq!(answer.headers["x-echo-proto"], "http");
+    assert_eq!(answer.headers["x-echo-forwarded-host"], "web.example.com");
+    assert_eq!(
+        answer.headers["x-echo-hop"], "",
+        "hop-by-hop headers are stripped"
+    );
+
+    let answer = http.get("nope.test", "/x").await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        answer.body,
+        "no route for host \"nope.test\" and path \"/x\"\n"
+    );
+
+    // An older or equal table is ignored.
+    assert!(!ingress.apply(table(1, vec![])));
+    assert_eq!(http.get("web.example.com", "/").await.body, "web");
+}
+
+#[tokio::test]
+async fn weights_split_requests_and_traffic_is_counted_per_revision() {
+    let ingress = start(false).await;
+    let http = Http::new(&ingress);
+    let (v1, v2) = (backend("v1").await, backend("v2").await);
+    ingress.apply(table(
+        3,
+        vec![route(
+            "web",
+            &["web.example.com"],
+            &["/"],
+            vec![
+                to("a1", "h1", 1, v1, 900_000),
+                to("a2", "h2", 2, v2, 100_000),
+            ],
+        )],
+    ));
+    let n = 2_000;
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for _ in 0..n {
+        let answer = http.get("web.example.com", "/").await;
+        assert_eq!(answer.status, StatusCode::OK);
+        *counts.entry(answer.body).or_default() += 1;
+    }
+    // 10% ± 3 points.
+    let canary = counts.get("v2").copied().unwrap_or(0);
+    assert!((140..=260).contains(&canary), "{counts:?}");
+    assert_eq!(counts["v1"] + canary, n);
+    // Errors: the backend's 5xx.
+    for _ in 0..5 {
+        http.get("web.example.com", "/fail").await;
+    }
+
+    let report = ingress.traffic().unwrap();
+    let by_revision: BTreeMap<u64, _> = report
+        .revisions
+        .iter()
+        .map(|r| (r.revision, r.clone()))
+        .collect();
+    assert_eq!(by_revision.len(), 2, "{report:?}");
+    assert_eq!(by_revision[&1].service, "web");
+    assert_eq!(by_revision[&1].requests + by_revision[&2].requests, n + 5);
+    assert_eq!(by_revision[&2].requests, canary + by_revision[&2].errors);
+    assert_eq!(by_revision[&1].errors + by_revision[&2].errors, 5);
+    for revision in by_revision.values() {
+        assert!(
+            revision.p50_micros > 0 && revision.p50_micros <= revision.p99_micros,
+            "{revision:?}"
+        );
+    }
+    // The window was drained: nothing new, nothing to say.
+    assert_eq!(ingress.traffic(), None);
+}
+
+#[tokio::test]
+async fn a_dead_backend_costs_no_failed_request() {
+    let ingress = start(false).await;
+    let http = Http::new(&ingress);
+    let (live, dead) = (backend("live").await, dead_address().await);
+    ingress.apply(table(
+        1,
+        vec![route(
+            "web",
+            &["web.example.com"],
+            &["/"],
+            vec![
+                to("dead", "h1", 1, dead, 500_000),
+                to("live", "h2", 1, live, 500_000),
+            ],
+        )],
+    ));
+    for i in 0..200 {
+        let answer = if i % 4 == 0 {
+            // A small body is buffered, so it can be retried too.
+            http.send("POST", "web.example.com", "/submit", b"hello")
+                .await
+        } else {
+            http.get("web.example.com", "/").await
+        };
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "request {i}: {}",
+            answer.body
+        );
+        assert_eq!(answer.body, "live");
+        if i % 4 == 0 {
+            assert_eq!(answer.headers["x-echo-length"], "5");
+        }
+    }
+    let report = ingress.traffic().unwrap();
+    assert_eq!(report.revisions.len(), 1);
+    assert_eq!(
+        (report.revisions[0].requests, report.revisions[0].errors),
+        (200, 0)
+    );
+
+    // With only dead backends: 502 naming the service and the error.
+    ingress.apply(table(
+        2,
+        vec![route(
+            "web",
+            &["web.example.com"],
+            &["/"],
+            vec![to("dead", "h1", 1, dead, 1)],
+        )],
+    ));
+    let answer = http.get("web.example.com", "/").await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
+    assert!(
+        answer
+            .body
+            .starts_with("service web: no backend answered: "),
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.to_lowercase().contains("connect"),
+        "{}",
+        answer.body
+    );
+    let report = ingress.traffic().unwrap();
+    assert_eq!(
+        (report.revisions[0].requests, report.revisions[0].errors),
+        (1, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_route_without_weight_answers_503_with_its_explanation() {
+    let ingress = start(false).await;
+    let http = Http::new(&ingress);
+    let web = backend("web").await;
+    let mut draining = route(
+        "web",
+        &["web.example.com"],
+        &["/"],
+        vec![to("a1", "h1", 1, web, 0)],
+    );
+    draining.explanation = "revision 1 is draining and revision 2 is not healthy yet".into();
+    let mut empty = route("empty", &["empty.example.com"], &["/"], vec![]);
+    empty.explanation = "service empty has no healthy allocation in region eu".into();
+    ingress.apply(table(1, vec![draining, empty]));
+    let answer = http.get("web.example.com", "/").await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        answer.body,
+        "revision 1 is draining and revision 2 is not healthy yet\n"
+    );
+    assert_eq!(answer.headers["retry-after"], "5");
+    let answer = http.get("empty.example.com", "/").await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        answer.body,
+        "service empty has no healthy allocation in region eu\n"
+    );
+}
+
+#[tokio::test]
+async fn a_request_in_flight_finishes_on_the_backend_a_new_table_removed() {
+    let ingress = start(false).await;
+    let http = Arc::new(Http::new(&ingress));
+    let (old, new) = (backend("old").await, backend("new").await);
+    ingress.apply(table(
+        1,
+        vec![route(
+            "web",
+            &["web.example.com"],
+            &["/"],
+            vec![to("a1", "h1", 1, old, 1_000_000)],
+        )],
+    ));
+    let slow = tokio::spawn({
+        let http = http.clone();
+        async move { http.get("web.example.com", "/sleep").await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ingress.apply(table(
+        2,
+        vec![route(
+            "web",
+            &["web.example.com"],
+            &["/"],
+            vec![to("a2", "h1", 2, new, 1_000_000)],
+        )],
+    ));
+    assert_eq!(http.get("web.example.com", "/").await.body, "new");
+    let answer = slow.await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body, "old");
+    // Both revisions are reported: the old one's request finished after
+    // its table was replaced.
+    let report = ingress.traffic().unwrap();
+    let revisions: Vec<(u64, u64)> = report
+        .revisions
+        .iter()
+        .map(|r| (r.revision, r.requests))
+        .collect();
+    assert_eq!(revisions, [(1, 1), (2, 1)]);
+}
+
+/// Accepts any server certificate (the test checks which one it got).
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// An HTTPS request over HTTP/2 with SNI `server_name`: the negotiated
+/// ALPN, the server's certificate (DER) and the answer.
+async fn https_get(
+    ingress: SocketAddr,
+    server_name: &str,
+    path: &str,
+) -> (Vec<u8>, Vec<u8>, String) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(ingress).await.unwrap();
+    let tls = connector
+        .connect(ServerName::try_from(server_name.to_owned()).unwrap(), tcp)
+        .await
+        .unwrap();
+    let (_, session) = tls.get_ref();
+    let alpn = session.alpn_protocol().unwrap_or_default().to_vec();
+    let leaf = session.peer_certificates().unwrap()[0].clone();
+    let leaf = leaf.to_vec();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = Request::builder()
+        .uri(format!("https://{server_name}{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = tokio::time::timeout(PATIENCE, sender.send_request(request))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    let proto = response.headers()["x-echo-proto"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(proto, "https");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (alpn, leaf, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// Whether a DER certificate names `dns` (a DNS name in the SAN is its
+/// ASCII bytes).
+fn names(der: &[u8], dns: &str) -> bool {
+    der.windows(dns.len()).any(|w| w == dns.as_bytes())
+}
+
+#[tokio::test]
+async fn https_serves_http2_with_the_certificate_of_each_hostname() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = Secrets::new(SecretFiles::unchecked(dir.path()), Duration::from_secs(10));
+    let mut config = IngressConfig::new(
+        Some("127.0.0.1:0".parse().unwrap()),
+        Some("127.0.0.1:0".parse().unwrap()),
+        "here",
+    );
+    config.secrets = Some(secrets.clone());
+    let ingress = Ingress::start(config).await.unwrap();
+    let https = ingress.https_address().unwrap();
+    let (a, b, c) = (backend("a").await, backend("b").await, backend("c").await);
+    let self_signed = || {
+        Some(RouteTls {
+            source: Some(route_tls::Source::SelfSigned(true)),
+        })
+    };
+    let mut route_a = route(
+        "a",
+        &["a.example.com"],
+        &["/"],
+        vec![to("a1", "h", 1, a, 1)],
+    );
+    route_a.tls = self_signed();
+    let mut route_b = route(
+        "b",
+        &["*.example.org"],
+        &["/"],
+        vec![to("b1", "h", 1, b, 1)],
+    );
+    route_b.tls = self_signed();
+    let certificate = SecretRef {
+        name: "certs/c".into(),
+        version: 2,
+    };
+    let mut route_c = route(
+        "c",
+        &["c.example.net"],
+        &["/"],
+        vec![to("c1", "h", 1, c, 1)],
+    );
+    route_c.tls = Some(RouteTls {
+        source: Some(route_tls::Source::Certificate(certificate.clone())),
+    });
+    ingress.apply(table(1, vec![route_a, route_b, route_c]));
+
+    let (alpn, cert_a, body) = https_get(https, "a.example.com", "/").await;
+    assert_eq!(alpn, b"h2");
+    assert!(names(&cert_a, "a.example.com"));
+    assert_eq!(body, "a");
+    let (alpn, cert_b, body) = https_get(https, "www.example.org", "/").await;
+    assert_eq!(alpn, b"h2");
+    assert!(names(&cert_b, "*.example.org") && !names(&cert_b, "a.example.com"));
+    assert_eq!(body, "b");
+    // The same certificate again (made once per table, not per handshake).
+    assert_eq!(https_get(https, "a.example.com", "/").await.1, cert_a);
+
+    // The secret's certificate is asked for like an allocation's secret
+    // (the session would send this SecretRequest), then served.
+    tokio::time::timeout(PATIENCE, async {
+        while secrets.outstanding().is_empty() {
+            secrets.asked().await;
+        }
+    })
+    .await
+    .expect("the ingress did not ask for its certificate");
+    assert_eq!(secrets.outstanding(), std::slice::from_ref(&certificate));
+    let made = rcgen::generate_simple_self_signed(vec!["c.example.net".to_owned()]).unwrap();
+    secrets.deliver(SecretResponse {
+        values: vec![SecretValue {
+            secret: Some(certificate),
+            value: format!("{}{}", made.cert.pem(), made.signing_key.serialize_pem()).into_bytes(),
+        }],
+        denied: vec![],
+    });
+    let served = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                .with_no_client_auth();
+            let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
+            let connected = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(ServerName::try_from("c.example.net").unwrap(), tcp)
+                .await;
+            if connected.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(served.is_ok(), "the secret's certificate was never served");
+    let (alpn, cert_c, body) = https_get(https, "c.example.net", "/").await;
+    assert_eq!((alpn.as_slice(), body.as_str()), (&b"h2"[..], "c"));
+    assert_eq!(cert_c, made.cert.der().to_vec());
+    ingress.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_request_in_flight_finish() {
+    let ingress = start(false).await;
+    let http = Arc::new(Http::new(&ingress));
+    let slow = backend("slow").await;
+    ingress.apply(table(
+        1,
+        vec![route(
+            "web",
+            &["web.example.com"],
+            &["/"],
+            vec![to("a1", "h1", 1, slow, 1)],
+        )],
+    ));
+    let request = tokio::spawn({
+        let http = http.clone();
+        async move { http.get("web.example.com", "/sleep").await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::timeout(PATIENCE, ingress.shutdown())
+        .await
+        .expect("shutdown did not finish");
+    let answer = request.await.unwrap();
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "slow")
+    );
+    // New connections are refused.
+    assert!(
+        tokio::net::TcpStream::connect(ingress.http_address().unwrap())
+            .await
+            .is_err()
+    );
+}
