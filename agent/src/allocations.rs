@@ -214,6 +214,7 @@ impl Allocations {
             statuses: BTreeMap::new(),
             report: report_tx,
             wake_at: None,
+            drains: BTreeMap::new(),
             nudge: nudge_tx.clone(),
             secrets: secrets.clone(),
         };
@@ -344,6 +345,8 @@ struct Runtime {
     statuses: BTreeMap<String, AllocationStatus>,
     report: watch::Sender<AllocationReport>,
     wake_at: Option<Instant>,
+    /// When each draining allocation may stop ([`reconcile::track_drains`]).
+    drains: BTreeMap<String, i64>,
     nudge: mpsc::Sender<()>,
     secrets: Secrets,
 }
@@ -478,10 +481,21 @@ impl Runtime {
         self.watch_events(&engine);
         self.list(&engine).await?;
         self.host_error.clear();
-        let Some(desired) = self.desired.borrow_and_update().clone() else {
+        let Some(told) = self.desired.borrow_and_update().clone() else {
             // Never told what to run: touch nothing.
             return Ok(());
         };
+        let now = self.now();
+        {
+            let containers = self.containers();
+            let running: BTreeSet<&str> = containers
+                .iter()
+                .filter(|c| c.state.is_alive())
+                .filter_map(|c| c.allocation())
+                .collect();
+            reconcile::track_drains(&mut self.drains, &told.allocations, &running, now);
+        }
+        let (desired, drain_ends) = self.draining(&told, now);
         self.history
             .retain(|id, _| desired.allocations.iter().any(|a| &a.id == id && a.run));
 
@@ -498,6 +512,10 @@ impl Runtime {
             self.now(),
         );
         let acted = self.execute(&engine, &desired, actions).await?;
+        if let Some(after) = drain_ends {
+            let at = Instant::now() + after;
+            self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+        }
         if acted {
             self.list(&engine).await?;
         }
@@ -816,9 +834,31 @@ impl Runtime {
     }
 
     /// Recomputes every status and publishes the report if it changed.
+    /// The desired state as the runtime acts on it: draining allocations
+    /// keep running until their drain ends (when the second value says).
+    fn draining(
+        &self,
+        told: &Arc<DesiredState>,
+        now: i64,
+    ) -> (Arc<DesiredState>, Option<Duration>) {
+        if self.drains.is_empty() {
+            return (told.clone(), None);
+        }
+        let (allocations, ends) = reconcile::draining_view(&told.allocations, &self.drains, now);
+        let view = DesiredState {
+            version: told.version,
+            allocations,
+        };
+        (Arc::new(view), ends)
+    }
+
     fn publish(&mut self) {
         let now = self.now();
-        let desired = self.desired.borrow().clone();
+        let desired = self
+            .desired
+            .borrow()
+            .clone()
+            .map(|told| self.draining(&told, now).0);
         let mut statuses = BTreeMap::new();
         if let Some(desired) = &desired {
             let containers = self.containers();

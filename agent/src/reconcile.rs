@@ -482,6 +482,54 @@ fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Notes when each allocation told to stop (`run = false`) may stop: its
+/// `drain_ms` after this agent first saw it told so, while the
+/// ingresses stop sending it requests and in-flight ones finish. Only an
+/// allocation whose container is running (`running`) drains; one that
+/// runs again, or is gone from the desired state, is forgotten.
+pub fn track_drains(
+    drains: &mut BTreeMap<String, i64>,
+    desired: &[Allocation],
+    running: &BTreeSet<&str>,
+    now_ms: i64,
+) {
+    drains.retain(|id, _| desired.iter().any(|a| &a.id == id && !a.run));
+    for allocation in desired.iter().filter(|a| !a.run && a.drain_ms > 0) {
+        if running.contains(allocation.id.as_str()) {
+            let drain = i64::try_from(allocation.drain_ms).unwrap_or(i64::MAX);
+            drains
+                .entry(allocation.id.clone())
+                .or_insert_with(|| now_ms.saturating_add(drain));
+        }
+    }
+}
+
+/// The desired allocations as the runtime acts on them: one still draining
+/// keeps running (and reports its real state, so the control plane keeps
+/// it until it has stopped); and how long until the next drain ends.
+pub fn draining_view(
+    desired: &[Allocation],
+    drains: &BTreeMap<String, i64>,
+    now_ms: i64,
+) -> (Vec<Allocation>, Option<Duration>) {
+    let mut next: Option<i64> = None;
+    let view = desired
+        .iter()
+        .map(|allocation| match drains.get(&allocation.id) {
+            Some(until) if !allocation.run && *until > now_ms => {
+                next = Some(next.map_or(*until, |n| n.min(*until)));
+                Allocation {
+                    run: true,
+                    ..allocation.clone()
+                }
+            }
+            _ => allocation.clone(),
+        })
+        .collect();
+    let after = next.map(|at| Duration::from_millis(u64::try_from(at - now_ms).unwrap_or(0)));
+    (view, after)
+}
+
 /// What to do to move the engine toward `world.desired`.
 pub fn plan(world: &World<'_>, now_ms: i64) -> Vec<Action> {
     let mut actions = Vec::new();
@@ -1473,6 +1521,74 @@ mod tests {
         drained.run = false;
         let s = status(&drained, Some(&running), None, None, false);
         assert_eq!(s.state(), State::Stopped);
+    }
+
+    #[test]
+    fn a_stopping_allocation_drains_for_its_drain_time_when_running() {
+        let mut stopping = alloc("a1", "web:v1");
+        stopping.run = false;
+        stopping.drain_ms = 2_000;
+        let mut not_running = alloc("a2", "web:v1");
+        not_running.run = false;
+        not_running.drain_ms = 2_000;
+        let mut no_drain = alloc("a3", "web:v1");
+        no_drain.run = false;
+        let kept = alloc("a4", "web:v1");
+        let desired = vec![stopping, not_running, no_drain, kept];
+        let running = BTreeSet::from(["a1", "a3", "a4"]);
+        let mut drains = BTreeMap::new();
+        track_drains(&mut drains, &desired, &running, NOW);
+        // Only the running allocation with a drain time drains.
+        assert_eq!(drains, BTreeMap::from([("a1".to_owned(), NOW + 2_000)]));
+        // Seen again later: the deadline does not move.
+        track_drains(&mut drains, &desired, &running, NOW + 1_500);
+        assert_eq!(drains["a1"], NOW + 2_000);
+
+        let (view, next) = draining_view(&desired, &drains, NOW + 500);
+        let runs: Vec<bool> = view.iter().map(|a| a.run).collect();
+        assert_eq!(runs, [true, false, false, true]);
+        assert_eq!(next, Some(Duration::from_millis(1_500)));
+        // While it drains the planner keeps its container; after, it stops.
+        let hash = hash_of(&desired[0]);
+        let container_a1 = container("c1", "a1", &hash, RunState::Running);
+        let during = plan(
+            &World {
+                desired: &view,
+                containers: std::slice::from_ref(&container_a1),
+                images: &BTreeSet::from(["web:v1".to_owned()]),
+                history: &BTreeMap::new(),
+                stop_grace: Duration::from_secs(10),
+            },
+            NOW + 500,
+        );
+        assert!(
+            !during
+                .iter()
+                .any(|a| matches!(a, Action::Stop { .. } | Action::Remove { .. })),
+            "{during:?}"
+        );
+        let (after, next) = draining_view(&desired, &drains, NOW + 2_000);
+        assert!(!after[0].run);
+        assert_eq!(next, None);
+        let stopped = plan(
+            &World {
+                desired: &after,
+                containers: std::slice::from_ref(&container_a1),
+                images: &BTreeSet::from(["web:v1".to_owned()]),
+                history: &BTreeMap::new(),
+                stop_grace: Duration::from_secs(10),
+            },
+            NOW + 2_000,
+        );
+        assert!(stopped.contains(&Action::Remove {
+            container: "c1".to_owned()
+        }));
+
+        // Told to run again, or gone: forgotten.
+        let mut again = desired.clone();
+        again[0].run = true;
+        track_drains(&mut drains, &again, &running, NOW + 100);
+        assert!(drains.is_empty());
     }
 
     #[test]
