@@ -329,6 +329,13 @@ async fn session_once(
                 if let Some(report) = ingress.and_then(Ingress::traffic) {
                     send_traffic(shared, &tx, report).await?;
                 }
+                if let Some(report) = ingress.and_then(Ingress::round_trips) {
+                    let message = AgentMessage {
+                        seq: shared.next_seq(),
+                        body: Some(agent_message::Body::Latency(report)),
+                    };
+                    tx.send(message).await.map_err(|_| SessionError::SendFailed)?;
+                }
             }
             () = jobs_ready => {
                 if let Some(backups) = backups {

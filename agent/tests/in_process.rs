@@ -652,9 +652,11 @@ async fn the_session_announces_the_ingress_applies_tables_and_reports_traffic() 
                     revision: 2,
                     address: backend.to_string(),
                     weight: 1_000_000,
+                    standby: false,
                 }],
                 explanation: String::new(),
             }],
+            ..RoutingTable::default()
         }));
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())

@@ -104,6 +104,7 @@ fn to(
         revision,
         address: address.to_string(),
         weight,
+        standby: false,
     }
 }
 
@@ -119,7 +120,11 @@ fn route(service: &str, hosts: &[&str], paths: &[&str], backends: Vec<RouteBacke
 }
 
 fn table(version: u64, routes: Vec<Route>) -> RoutingTable {
-    RoutingTable { version, routes }
+    RoutingTable {
+        version,
+        routes,
+        ..RoutingTable::default()
+    }
 }
 
 async fn start(https: bool) -> Ingress {

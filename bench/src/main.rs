@@ -13,11 +13,15 @@
 //! - `backup`: `argosy backup run` of a ≥ 1 GiB PostgreSQL database against
 //!   `pg_dump -Fc | zstd` (throughput, agent RSS), and `argosy backup
 //!   verify` against `pg_restore` (restore time).
+//! - `ingress`: requests per second and p50/p99 latency through the agent's
+//!   ingress against nginx proxying the same upstream, with wrk, in the
+//!   same run.
 #![allow(clippy::print_stdout)]
 
 mod backup;
 mod deploy;
 mod footprint;
+mod ingress;
 mod policy;
 mod procfs;
 mod scale;
@@ -44,6 +48,8 @@ enum Command {
     Policy(policy::Args),
     /// Backup throughput and restore time against pg_dump | zstd and pg_restore.
     Backup(backup::Args),
+    /// Requests through the agent's ingress against nginx, with wrk.
+    Ingress(ingress::Args),
 }
 
 #[tokio::main]
@@ -54,5 +60,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Deploy(args) => deploy::run(args).await,
         Command::Backup(args) => backup::run(args).await,
         Command::Policy(args) => policy::run(args).await,
+        Command::Ingress(args) => ingress::run(args).await,
     }
 }

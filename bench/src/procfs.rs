@@ -10,16 +10,35 @@ pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The fields of a `stat` file after the command name (which is in
+/// parentheses and may hold spaces): the state first, then the parent.
+fn stat_fields(path: &str) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
 /// User plus system CPU time consumed so far.
 pub(crate) fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
+    cpu_time_at(&format!("/proc/{pid}/stat"))
+}
+
+/// User plus system CPU time from a `stat` file: a process's
+/// (`/proc/PID/stat`) or one thread's (`/proc/self/task/TID/stat`).
+pub(crate) fn cpu_time_at(path: &str) -> Option<Duration> {
+    let fields = stat_fields(path)?;
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     // USER_HZ is 100 on Linux.
     Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// The parent of process `pid`.
+pub(crate) fn parent(pid: u32) -> Option<u32> {
+    stat_fields(&format!("/proc/{pid}/stat"))?
+        .get(1)?
+        .parse()
+        .ok()
 }
 
 pub(crate) fn median(values: &mut [u64]) -> u64 {

@@ -79,6 +79,17 @@ pub struct ServerArgs {
     /// when a new version is set.
     #[arg(long, env = "ARGOSY_SECRET_VERSIONS_KEPT", default_value_t = crate::crypto::DEFAULT_VERSIONS_KEPT)]
     pub secret_versions_kept: u32,
+    /// Answer DNS (UDP) here for --dns-zone: routes' hostnames resolve to
+    /// the ingresses of the regions that serve them. Off when absent.
+    #[arg(long, env = "ARGOSY_DNS_LISTEN")]
+    pub dns_listen: Option<SocketAddr>,
+    /// The zone delegated to the control plane (e.g. apps.example.com).
+    #[arg(long, env = "ARGOSY_DNS_ZONE")]
+    pub dns_zone: Option<String>,
+    /// Clients in this network are in this region, for DNS answers:
+    /// CIDR=REGION, repeatable (e.g. 10.1.0.0/16=eu-west).
+    #[arg(long = "dns-region", env = "ARGOSY_DNS_REGIONS", value_delimiter = ',')]
+    pub dns_regions: Vec<String>,
 }
 
 /// Why the configuration was refused.
@@ -103,6 +114,14 @@ pub enum ConfigError {
     #[error("--public-url {0:?} must start with http:// or https://")]
     PublicUrl(String),
     #[error(
+        "--dns-listen needs --dns-zone: the zone delegated to the control plane (e.g. apps.example.com)"
+    )]
+    DnsZoneMissing,
+    #[error("--dns-zone {0:?} is not a DNS name (e.g. apps.example.com)")]
+    DnsZone(String),
+    #[error(transparent)]
+    DnsRegion(#[from] crate::routing::dns::BadRegionRule),
+    #[error(
         "retention must grow from raw to minute to hour rollups (raw {raw:?}, minute {minute:?}, hour {hour:?})"
     )]
     Retention {
@@ -125,6 +144,8 @@ pub struct Validated {
     pub retention: Retention,
     /// Extra names for the server certificate (the advertised host).
     pub server_names: Vec<String>,
+    /// What the DNS listener answers for, when `--dns-listen` is given.
+    pub dns: Option<crate::routing::dns_server::DnsSettings>,
 }
 
 impl ServerArgs {
@@ -181,6 +202,22 @@ impl ServerArgs {
             .rsplit_once(':')
             .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']').to_owned())
             .unwrap_or_default();
+        let dns = match (&self.dns_listen, &self.dns_zone) {
+            (None, _) => None,
+            (Some(_), None) => return Err(ConfigError::DnsZoneMissing),
+            (Some(_), Some(zone)) => {
+                let zone = crate::routing::hosts::hostname(zone)
+                    .ok()
+                    .filter(|z| !z.starts_with('*'))
+                    .ok_or_else(|| ConfigError::DnsZone(zone.clone()))?;
+                let regions = self
+                    .dns_regions
+                    .iter()
+                    .map(|rule| rule.parse())
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(crate::routing::dns_server::DnsSettings { zone, regions })
+            }
+        };
         let mut server_names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
         if !server_names.contains(&advertised_host) {
             server_names.push(advertised_host);
@@ -195,6 +232,7 @@ impl ServerArgs {
                 hour_ms: ms(self.retention_hour),
             },
             server_names,
+            dns,
         })
     }
 }
@@ -228,6 +266,50 @@ mod tests {
         assert_eq!(args.secret_versions_kept, 10);
         assert!(args.master_key.is_none() && args.unseal_passphrase_file.is_none());
         assert!(v.server_names.contains(&"cp1".to_owned()));
+    }
+
+    #[test]
+    fn dns_needs_a_zone_and_well_formed_region_rules() {
+        assert!(parse(&[]).validate("h").unwrap().dns.is_none());
+        assert_eq!(
+            parse(&["--dns-listen", "127.0.0.1:5353"])
+                .validate("h")
+                .unwrap_err(),
+            ConfigError::DnsZoneMissing
+        );
+        assert_eq!(
+            parse(&["--dns-listen", "127.0.0.1:5353", "--dns-zone", "*.x.com"])
+                .validate("h")
+                .unwrap_err(),
+            ConfigError::DnsZone("*.x.com".to_owned())
+        );
+        let bad = parse(&[
+            "--dns-listen",
+            "127.0.0.1:5353",
+            "--dns-zone",
+            "apps.example.com",
+            "--dns-region",
+            "10.0.0.0=eu",
+        ]);
+        assert_eq!(
+            bad.validate("h").unwrap_err().to_string(),
+            "--dns-region \"10.0.0.0=eu\" is not CIDR=REGION (for example 10.1.0.0/16=eu-west, or 127.0.0.3/32=us-east)"
+        );
+        let good = parse(&[
+            "--dns-listen",
+            "127.0.0.1:5353",
+            "--dns-zone",
+            "Apps.Example.com.",
+            "--dns-region",
+            "10.1.0.0/16=eu-west,10.2.0.0/16=us-east",
+        ])
+        .validate("h")
+        .unwrap()
+        .dns
+        .unwrap();
+        assert_eq!(good.zone, "apps.example.com");
+        assert_eq!(good.regions.len(), 2);
+        assert_eq!(good.regions[1].region, "us-east");
     }
 
     #[test]

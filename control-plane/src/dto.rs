@@ -31,6 +31,14 @@ pub struct InventoryJson {
     pub docker_available: bool,
     pub docker_version: String,
     pub docker_error: String,
+    /// Where other hosts reach this host's ingress and route ports.
+    #[serde(default)]
+    pub advertise_address: String,
+    /// The ingress ports (0: that listener is off).
+    #[serde(default)]
+    pub ingress_http_port: u32,
+    #[serde(default)]
+    pub ingress_https_port: u32,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -101,6 +109,9 @@ impl From<pb::Host> for HostJson {
             inventory: h.inventory.map(|i| {
                 let docker = i.docker.unwrap_or_default();
                 InventoryJson {
+                    advertise_address: i.advertise_address,
+                    ingress_http_port: i.ingress_http_port,
+                    ingress_https_port: i.ingress_https_port,
                     hostname: i.hostname,
                     os: i.os,
                     os_version: i.os_version,
@@ -713,6 +724,11 @@ pub struct RouteBackendJson {
     pub address: String,
     pub weight_ppm: u32,
     pub weight_percent: f64,
+    /// Weight 0, used only when no weighted backend answers (a failover
+    /// region's allocation); a weight-0 backend that is not a standby is
+    /// draining.
+    #[serde(default)]
+    pub standby: bool,
 }
 
 impl From<pb::RouteBackend> for RouteBackendJson {
@@ -720,6 +736,7 @@ impl From<pb::RouteBackend> for RouteBackendJson {
         Self {
             weight_percent: f64::from(b.weight) / 10_000.0,
             weight_ppm: b.weight,
+            standby: b.standby,
             allocation: b.allocation,
             host: b.host,
             region: b.region,
@@ -787,6 +804,39 @@ impl From<pb::ShowRoutesResponse> for ServiceRoutesJson {
                     errors: t.errors,
                     p50_ms: t.p50_micros as f64 / 1000.0,
                     p99_ms: t.p99_micros as f64 / 1000.0,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A measured round trip between regions as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RegionLatencyJson {
+    pub from_region: String,
+    pub to_region: String,
+    pub rtt_ms: f64,
+}
+
+/// `argosy routes list -o json` and `GET /api/v1/routes`: every routed
+/// service and the round trips measured between regions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RoutesJson {
+    pub routes: Vec<RouteSummaryJson>,
+    pub latencies: Vec<RegionLatencyJson>,
+}
+
+impl From<pb::ListRoutesResponse> for RoutesJson {
+    fn from(r: pb::ListRoutesResponse) -> Self {
+        Self {
+            routes: r.routes.into_iter().map(Into::into).collect(),
+            latencies: r
+                .latencies
+                .into_iter()
+                .map(|l| RegionLatencyJson {
+                    from_region: l.from_region,
+                    to_region: l.to_region,
+                    rtt_ms: l.rtt_micros as f64 / 1000.0,
                 })
                 .collect(),
         }

@@ -109,6 +109,9 @@ pub struct HostRegion {
     pub host_id: String,
     pub region: String,
     pub online: bool,
+    /// Where its ingress listens, when it does: the advertise address and
+    /// the plain HTTP port (else the HTTPS one).
+    pub ingress: Option<std::net::SocketAddr>,
 }
 
 impl Fleet {
@@ -375,8 +378,20 @@ impl Fleet {
                 host_id: e.row.id.clone(),
                 region: e.row.region.clone(),
                 online: e.state == HostState::Online,
+                ingress: e.inventory.as_ref().and_then(|i| {
+                    let ip: std::net::IpAddr = i.advertise_address.parse().ok()?;
+                    let port = [i.ingress_http_port, i.ingress_https_port]
+                        .into_iter()
+                        .find(|p| *p != 0)?;
+                    Some(std::net::SocketAddr::new(ip, u16::try_from(port).ok()?))
+                }),
             })
             .collect()
+    }
+
+    /// The region of a host, if it is known.
+    pub fn region_of(&self, host_id: &str) -> Option<String> {
+        self.read().get(host_id).map(|e| e.row.region.clone())
     }
 
     pub fn get(&self, host_id: &str) -> Option<pb::Host> {

@@ -59,6 +59,8 @@ pub enum StartError {
 pub struct Started {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// The DNS listener's bound address, when `--dns-listen` was given.
+    pub dns_addr: Option<SocketAddr>,
     pub advertise_grpc: String,
     pub public_http_url: String,
     pub ca_fingerprint: String,
@@ -197,6 +199,22 @@ pub async fn start(args: &ServerArgs) -> Result<Running, StartError> {
             addr: args.http_listen,
             source,
         })?;
+    let dns_socket = match (args.dns_listen, &validated.dns) {
+        (Some(addr), Some(settings)) => {
+            let listen_error = |source| StartError::Listen {
+                what: "DNS",
+                addr,
+                source,
+            };
+            let socket = tokio::net::UdpSocket::bind(addr)
+                .await
+                .map_err(listen_error)?;
+            let bound = socket.local_addr().map_err(listen_error)?;
+            tracing::info!(%bound, zone = settings.zone, "answering DNS");
+            Some((socket, bound, settings.clone()))
+        }
+        _ => None,
+    };
     let advertise_grpc = match &args.advertise_addr {
         Some(_) => validated.advertise_grpc.clone(),
         None if args.grpc_listen.ip().is_unspecified() => {
@@ -302,6 +320,16 @@ pub async fn start(args: &ServerArgs) -> Result<Running, StartError> {
     tasks.push(tokio::spawn(sweep_loop(cp.clone(), shutdown_rx.clone())));
     tasks.push(tokio::spawn(deploy_loop(cp.clone(), shutdown_rx.clone())));
     tasks.push(tokio::spawn(backup_loop(cp.clone(), shutdown_rx.clone())));
+    let dns_addr = dns_socket.as_ref().map(|(_, bound, _)| *bound);
+    if let Some((socket, _, settings)) = dns_socket {
+        let router = cp.clone();
+        tasks.push(tokio::spawn(crate::routing::dns_server::serve(
+            socket,
+            settings,
+            move || router.routing.dns_table(),
+            shutdown_rx.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(crate::routing::controller::run(
         cp.clone(),
         Duration::from_secs(2),
@@ -321,6 +349,7 @@ pub async fn start(args: &ServerArgs) -> Result<Running, StartError> {
     let started = Started {
         grpc_addr,
         http_addr,
+        dns_addr,
         advertise_grpc,
         public_http_url,
         ca_fingerprint: ca.fingerprint().to_string(),
@@ -343,6 +372,7 @@ fn write_endpoints(data_dir: &Path, started: &Started) -> Result<(), StartError>
     let json = serde_json::json!({
         "grpc": started.grpc_addr.to_string(),
         "http": started.http_addr.to_string(),
+        "dns": started.dns_addr.map(|a| a.to_string()),
         "advertise_grpc": started.advertise_grpc,
         "ca_fingerprint": started.ca_fingerprint,
     });

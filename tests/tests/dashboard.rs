@@ -4,9 +4,9 @@
 //! engine. One world, the scenarios in turn: log in and see the host;
 //! live chart data that grows; apply a service and watch its rollout
 //! finish; take and verify a backup; set a secret and find its audit
-//! entry; a viewer who cannot change anything. Each scenario saves a
-//! screenshot under the test output folder (`$CARGO_TARGET_DIR/
-//! test-artifacts/dashboard/`).
+//! entry; a routed service's weights on the Routing page; a viewer who
+//! cannot change anything. Each scenario saves a screenshot under the
+//! test output folder (`$CARGO_TARGET_DIR/test-artifacts/dashboard/`).
 
 use anyhow::{Context, ensure};
 use argosy_e2e::docker::{remove_service, unique_name, web_spec};
@@ -147,6 +147,25 @@ async fn dashboard(env: &TestEnv) -> anyhow::Result<()> {
     .await;
     remove_service(&service).await;
     applied?;
+
+    // A routed service deployed through the API, seen on the Routing page.
+    let routed = unique_name("dash-routed");
+    let spec = format!(
+        "{}route:\n  hostnames: [{routed}.apps.test]\n  port: 8080\n",
+        web_spec(&routed, "v1", 1)
+    );
+    let shown = run(
+        "routing",
+        with(&[
+            ("ARGOSY_SPEC", &spec),
+            ("ARGOSY_SERVICE", &routed),
+            ("ARGOSY_REGION", "eu-west"),
+            ("ARGOSY_HOST_ID", &host_id),
+        ]),
+    )
+    .await;
+    remove_service(&routed).await;
+    shown?;
 
     run(
         "viewer",

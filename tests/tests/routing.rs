@@ -13,7 +13,8 @@ use std::time::Duration;
 
 both_stores!(
     rollouts_move_traffic_without_failing_a_request,
-    bad_routes_are_refused_with_the_reason
+    bad_routes_are_refused_with_the_reason,
+    a_region_without_healthy_allocations_fails_over_and_back
 );
 
 /// The test web image at `version` as service `name`, reached at `host`,
@@ -138,21 +139,7 @@ impl Fixture {
 
     /// Starts `hey` against the ingress for `seconds`.
     fn load(&self, seconds: u32) -> anyhow::Result<tokio::process::Child> {
-        tokio::process::Command::new("hey")
-            .args([
-                "-z",
-                &format!("{seconds}s"),
-                "-c",
-                "4",
-                "-host",
-                &self.hostname,
-                &format!("http://{}/version", self.ingress),
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot run hey (apt-get install hey)")
+        hey(self.ingress, &self.hostname, seconds)
     }
 
     async fn finish(mut self) -> anyhow::Result<()> {
@@ -160,6 +147,52 @@ impl Fixture {
         remove_service(&self.service).await;
         Ok(())
     }
+}
+
+/// `hey` against `ingress` with `Host: hostname` for `seconds`.
+fn hey(ingress: SocketAddr, hostname: &str, seconds: u32) -> anyhow::Result<tokio::process::Child> {
+    tokio::process::Command::new("hey")
+        .args([
+            "-z",
+            &format!("{seconds}s"),
+            "-c",
+            "4",
+            "-host",
+            hostname,
+            &format!("http://{ingress}/version"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot run hey (apt-get install hey)")
+}
+
+/// `dig` against the control plane's DNS from `source`: the A records.
+async fn dig(dns: SocketAddr, source: &str, name: &str) -> anyhow::Result<Vec<String>> {
+    let output = tokio::process::Command::new("dig")
+        .args([
+            "-b",
+            source,
+            &format!("@{}", dns.ip()),
+            "-p",
+            &dns.port().to_string(),
+            name,
+            "A",
+            "+short",
+            "+tries=1",
+            "+time=2",
+        ])
+        .output()
+        .await
+        .context("cannot run dig (apt-get install dnsutils)")?;
+    ensure!(output.status.success(), "dig failed: {output:?}");
+    let mut answers: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    answers.sort();
+    Ok(answers)
 }
 
 /// What `hey` reported: the number of 200 answers, and every other status
@@ -427,7 +460,59 @@ async fn bad_routes_are_refused_with_the_reason(env: &TestEnv) -> anyhow::Result
         refused.stderr
     );
 
-    // No healthy allocation anywhere: a 503 that says why.
+    // A first deployment that never becomes healthy: its ingresses answer
+    // 503 saying why, and the RouteUnserved alert fires (tuned here to
+    // fire at once instead of after a minute).
+    f.cp.cli()
+        .run(&["alert", "rule", "set", "RouteUnserved", "--for", "0s"])
+        .await?
+        .ok()?;
+    let sick = format!("{}-sick", f.service);
+    let sick_host = format!("{sick}.apps.test");
+    let sick_spec = routed_spec(&sick, &sick_host, "v1", 1, ROLLING)
+        .replace("path: /version", "path: /missing");
+    let sick_deployment = f.deploy(&sick_spec).await?;
+    eventually_within("a 503 and an alert", Duration::from_secs(60), || async {
+        let response = argosy_e2e::api::http_request_with(
+            f.ingress,
+            http::Method::GET,
+            "/version",
+            &[("host", &sick_host)],
+            Vec::new(),
+        )
+        .await?;
+        let body = response.text();
+        ensure!(response.status == 503, "{} {body}", response.status);
+        ensure!(
+            body.contains(&format!(
+                "service {sick} has no healthy allocation in any region it may be served from (eu-west: 0 of 1 healthy)"
+            )),
+            "{body}"
+        );
+        ensure!(
+            response.headers.get("retry-after").is_some(),
+            "a 503 says when to retry"
+        );
+        let alerts = f
+            .cp
+            .cli()
+            .run(&["alert", "list", "--state", "firing", "-o", "json"])
+            .await?
+            .ok()?
+            .json()?;
+        let fired = alerts.as_array().into_iter().flatten().any(|a| {
+            a["alertname"] == "RouteUnserved" && a["labels"]["service"] == sick.as_str()
+        });
+        ensure!(fired, "RouteUnserved is not firing for {sick}: {alerts}");
+        Ok(())
+    })
+    .await?;
+    f.cp.cli()
+        .run(&["deployments", "cancel", &sick_deployment])
+        .await?;
+    remove_service(&sick).await;
+
+    // A stopped service: nothing to send requests to, and a 503 that says so.
     f.cp.cli().run(&["stop", &f.service]).await?.ok()?;
     eventually_within("a 503 with the reason", Duration::from_secs(60), || async {
         let (status, body) = f.get("/version").await?;
@@ -443,4 +528,224 @@ async fn bad_routes_are_refused_with_the_reason(env: &TestEnv) -> anyhow::Result
         "routes show says the region cannot serve: {routes}"
     );
     f.finish().await
+}
+
+/// The ingress address a host reported.
+async fn ingress_of(cp: &ControlPlane, host_id: &str) -> anyhow::Result<SocketAddr> {
+    let host = cp.wait_online(host_id).await?;
+    let inventory = host.inventory.context("no inventory")?;
+    ensure!(
+        inventory.ingress_http_port != 0,
+        "the agent reported no ingress port"
+    );
+    Ok(SocketAddr::new(
+        inventory.advertise_address.parse()?,
+        u16::try_from(inventory.ingress_http_port)?,
+    ))
+}
+
+async fn a_region_without_healthy_allocations_fails_over_and_back(
+    env: &TestEnv,
+) -> anyhow::Result<()> {
+    // Two regions on one machine: eu-west's host advertises 127.0.0.1 and
+    // us-east's 127.0.0.3; the DNS places clients from 127.0.0.3 in us-east.
+    let dns_port = std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let dns = SocketAddr::from(([127, 0, 0, 1], dns_port));
+    let cp = ControlPlane::start(
+        env,
+        &[
+            "--dns-listen",
+            &dns.to_string(),
+            "--dns-zone",
+            "apps.test",
+            "--dns-region",
+            "127.0.0.3/32=us-east",
+        ],
+    )
+    .await?;
+    let mut hosts = Vec::new();
+    let mut agents = Vec::new();
+    for (region, ip) in [("eu-west", "127.0.0.1"), ("us-east", "127.0.0.3")] {
+        let join = cp.join_string(region, &[], 1).await?;
+        let listen = format!("{ip}:0");
+        let mut agent = Agent::start_with(
+            env,
+            &[
+                "--join",
+                &join,
+                "--interval",
+                "1s",
+                "--advertise-address",
+                ip,
+                "--ingress-http",
+                &listen,
+                "--ingress-https",
+                "off",
+            ],
+        )?;
+        hosts.push(agent.wait_enrolled().await?);
+        agents.push(agent);
+    }
+    let eu_ingress = ingress_of(&cp, &hosts[0]).await?;
+    let us_ingress = ingress_of(&cp, &hosts[1]).await?;
+    let service = format!("failover-{}", rand::random::<u32>() % 100_000);
+    let hostname = format!("{service}.apps.test");
+    let spec = routed_spec(&service, &hostname, "v1", 2, ROLLING)
+        .replace(
+            "  drain: 2s\n",
+            "  drain: 2s\n  regions:\n    primary: eu-west\n    failover: [us-east]\n",
+        )
+        .replace(
+            "resources:",
+            "placement:\n  regions:\n    eu-west: 1\n    us-east: 1\nresources:",
+        );
+    let dir = env.new_dir("specs");
+    let path = dir.join("failover.yaml");
+    std::fs::write(&path, spec)?;
+    let applied = cp
+        .cli()
+        .run(&["apply", "-f", path.to_str().unwrap(), "-o", "json"])
+        .await?
+        .ok()?
+        .json()?;
+    let id = applied["deployment"]["id"]
+        .as_str()
+        .context("no deployment")?
+        .to_owned();
+    eventually_within(
+        "the deployment succeeds",
+        Duration::from_secs(120),
+        || async {
+            let d = cp
+                .cli()
+                .run(&["deployments", "show", &id, "-o", "json"])
+                .await?
+                .ok()?
+                .json()?;
+            ensure!(d["phase"] == "succeeded", "phase is {}", d["phase"]);
+            Ok(())
+        },
+    )
+    .await?;
+    let show = || async {
+        cp.cli()
+            .run(&["routes", "show", &service, "-o", "json"])
+            .await?
+            .ok()?
+            .json()
+    };
+    let region_route = |routes: &serde_json::Value, region: &str| {
+        routes["by_region"]
+            .as_array()
+            .and_then(|all| all.iter().find(|r| r["region"] == region).cloned())
+            .unwrap_or_default()
+    };
+    let serving_regions = |route: &serde_json::Value| -> Vec<String> {
+        let mut regions: Vec<String> = route["backends"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .filter(|b| b["weight_ppm"].as_u64() > Some(0))
+                    .filter_map(|b| b["region"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        regions.dedup();
+        regions
+    };
+    // Healthy primary: both regions' ingresses send to eu-west, and the DNS
+    // answers eu-west's ingress to everyone.
+    eventually_within("eu-west serves", Duration::from_secs(30), || async {
+        let routes = show().await?;
+        for region in ["eu-west", "us-east"] {
+            let route = region_route(&routes, region);
+            ensure!(serving_regions(&route) == ["eu-west"], "{region}: {route}");
+        }
+        ensure!(dig(dns, "127.0.0.1", &hostname).await? == ["127.0.0.1"]);
+        ensure!(dig(dns, "127.0.0.3", &hostname).await? == ["127.0.0.1"]);
+        Ok(())
+    })
+    .await?;
+    let via_us = argosy_e2e::api::http_request_with(
+        us_ingress,
+        http::Method::GET,
+        "/version",
+        &[("host", &hostname)],
+        Vec::new(),
+    )
+    .await?;
+    ensure!(via_us.status == 200, "{} {}", via_us.status, via_us.text());
+
+    // eu-west goes dark: its agent freezes (the host goes offline), then
+    // its container is killed. us-east's ingress keeps answering, from
+    // us-east, without a failed request; the DNS sends everyone there.
+    let load = hey(us_ingress, &hostname, 30)?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    agents[0].freeze().await?;
+    eventually_within("failover to us-east", Duration::from_secs(30), || async {
+        let routes = show().await?;
+        let route = region_route(&routes, "us-east");
+        ensure!(serving_regions(&route) == ["us-east"], "{route}");
+        let eu = region_route(&routes, "eu-west");
+        ensure!(
+            eu["explanation"]
+                .as_str()
+                .unwrap_or("")
+                .contains("failing over to us-east"),
+            "{eu}"
+        );
+        Ok(())
+    })
+    .await?;
+    let eu_containers = argosy_e2e::docker::docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=argosy.service={service}"),
+        "--filter",
+        &format!("label=argosy.host={}", hosts[0]),
+    ])
+    .await?;
+    for container in eu_containers.split_whitespace() {
+        argosy_e2e::docker::docker(&["kill", container]).await?;
+    }
+    eventually_within("the DNS follows", Duration::from_secs(15), || async {
+        ensure!(dig(dns, "127.0.0.1", &hostname).await? == ["127.0.0.3"]);
+        ensure!(dig(dns, "127.0.0.3", &hostname).await? == ["127.0.0.3"]);
+        Ok(())
+    })
+    .await?;
+    // The region recovers: its agent comes back and restarts its
+    // container; traffic and the DNS answer go back to eu-west.
+    agents[0].thaw().await?;
+    eventually_within(
+        "eu-west takes its traffic back",
+        Duration::from_secs(60),
+        || async {
+            let routes = show().await?;
+            let route = region_route(&routes, "us-east");
+            ensure!(serving_regions(&route) == ["eu-west"], "{route}");
+            ensure!(dig(dns, "127.0.0.3", &hostname).await? == ["127.0.0.1"]);
+            Ok(())
+        },
+    )
+    .await?;
+    let answered = no_request_failed(load, 200).await?;
+    eprintln!("failover and back: {answered} requests through us-east, none failed");
+    let via_eu = argosy_e2e::api::http_request_with(
+        eu_ingress,
+        http::Method::GET,
+        "/version",
+        &[("host", &hostname)],
+        Vec::new(),
+    )
+    .await?;
+    ensure!(via_eu.status == 200, "{} {}", via_eu.status, via_eu.text());
+    for mut agent in agents {
+        agent.kill().await?;
+    }
+    remove_service(&service).await;
+    Ok(())
 }

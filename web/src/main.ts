@@ -22,6 +22,7 @@ const always = () => true;
 const NAV: NavItem[] = [
   { page: 'overview', label: 'Overview', visible: always, load: () => import('./pages/overview') },
   { page: 'services', label: 'Services', visible: always, load: () => import('./pages/services') },
+  { page: 'routing', label: 'Routing', visible: always, load: () => import('./pages/routing') },
   { page: 'backups', label: 'Backups', visible: always, load: () => import('./pages/backups') },
   { page: 'secrets', label: 'Secrets', visible: always, load: () => import('./pages/secrets') },
   { page: 'policies', label: 'Policies', visible: always, load: () => import('./pages/policies') },

@@ -41,6 +41,11 @@ export interface Inventory {
   docker_available: boolean;
   docker_version: string;
   docker_error: string;
+  /** Where other hosts reach this host's ingress and route ports ('' before the agent reports it). */
+  advertise_address?: string;
+  /** The ingress ports; 0 when that listener is off. */
+  ingress_http_port?: number;
+  ingress_https_port?: number;
 }
 
 export interface DiskUsage {
@@ -367,4 +372,72 @@ export interface JoinToken {
   uses: number;
   revoked: boolean;
   created_by: string;
+}
+
+/** One routed service of GET /api/v1/routes. */
+export interface RouteSummary {
+  service: string;
+  hostnames: string[];
+  paths: string[];
+  /** `nearest`, `primary eu-west, failover us-east` or `weights eu-west=3 us-east=1`. */
+  regions: string;
+  serving: string[];
+  /** Regions whose ingresses answer 503 for this service. */
+  not_serving: string[];
+}
+
+/** A measured round trip between two regions. */
+export interface RegionLatency {
+  from_region: string;
+  to_region: string;
+  rtt_ms: number;
+}
+
+/** GET /api/v1/routes. */
+export interface RoutesList {
+  routes: RouteSummary[];
+  latencies: RegionLatency[];
+}
+
+/** One backend of a region's route; weight 0 is a draining allocation or a standby. */
+export interface RouteBackend {
+  allocation: string;
+  host: string;
+  region: string;
+  revision: number;
+  address: string;
+  weight_ppm: number;
+  weight_percent: number;
+  /** Weight 0, used only when no weighted backend answers (a failover region's allocation); absent from older control planes. */
+  standby?: boolean;
+}
+
+/** Where one region's ingresses send a service's requests, and why. */
+export interface RegionRoutes {
+  region: string;
+  /** False: that region's ingresses answer 503. */
+  serving: boolean;
+  explanation: string;
+  backends: RouteBackend[];
+}
+
+/** What the ingresses measured for one revision over the last five minutes. */
+export interface RevisionTraffic {
+  revision: number;
+  requests: number;
+  errors: number;
+  p50_ms: number;
+  p99_ms: number;
+}
+
+/** GET /api/v1/routes/{service}. */
+export interface ServiceRoutes {
+  service: string;
+  hostnames: string[];
+  paths: string[];
+  regions: string;
+  /** `none`, `self-signed` or `secret web/tls@3`. */
+  tls: string;
+  by_region: RegionRoutes[];
+  traffic: RevisionTraffic[];
 }

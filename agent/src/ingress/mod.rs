@@ -7,7 +7,8 @@
 //! Decisions are pure and live apart: [`routes`] (host and path lookup,
 //! weighted backend choice with local preference), [`ejection`] (passive
 //! health), [`traffic`] (counters and latency histogram), [`certs`] (SNI
-//! certificate choice, PEM parsing). The adapters: [`proxy`] (hyper server,
+//! certificate choice, PEM parsing), [`round_trips`] (which other regions'
+//! ingresses to time, the fastest handshake per region). The adapters: [`proxy`] (hyper server,
 //! pooled hyper client to backends, retries, the answers the ingress gives
 //! itself) and this module's [`Ingress`] (listeners, the active probe of
 //! ejected backends, route certificates from secrets, shutdown).
@@ -15,18 +16,20 @@
 //! Draining: a request holds the table it started with, so replacing the
 //! table never aborts requests in flight; new requests see the new table.
 //! Idle cost: two accept loops, a probe task waiting on a `Notify` (it
-//! ticks only while a backend is ejected) and, with HTTPS and secret
-//! certificates, a task waiting for certificates to fetch.
+//! ticks only while a backend is ejected), a round-trip task (it ticks
+//! every 10 s only when the fleet has other regions) and, with HTTPS and
+//! secret certificates, a task waiting for certificates to fetch.
 
 pub mod certs;
 pub mod ejection;
 pub mod proxy;
+pub mod round_trips;
 pub mod routes;
 pub mod traffic;
 
 use crate::secret_cache::SecretId;
 use crate::secrets::Secrets;
-use argosy_proto::v1::{RoutingTable, SecretRef, TrafficReport};
+use argosy_proto::v1::{LatencyReport, RoutingTable, SecretRef, TrafficReport};
 use certs::{CertSet, SniResolver};
 use ejection::Ejections;
 use routes::{Table, Tls};
@@ -63,6 +66,8 @@ pub struct IngressTiming {
     pub secret_retry: Duration,
     /// How long in-flight requests have at shutdown.
     pub shutdown_grace: Duration,
+    /// How often round trips to other regions' ingresses are measured.
+    pub round_trip_every: Duration,
 }
 
 impl Default for IngressTiming {
@@ -75,6 +80,7 @@ impl Default for IngressTiming {
             handshake_timeout: Duration::from_secs(10),
             secret_retry: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
+            round_trip_every: Duration::from_secs(10),
         }
     }
 }
@@ -182,6 +188,12 @@ pub(crate) struct State {
     secrets: Option<Secrets>,
     client: proxy::Upstream,
     timing: IngressTiming,
+    /// Other regions' ingresses to time handshakes with.
+    round_trip_targets: Mutex<Vec<(String, SocketAddr)>>,
+    /// Wakes the round-trip task: the targets changed.
+    targets_changed: Notify,
+    /// The newest measurement not yet reported.
+    round_trips: Mutex<Option<LatencyReport>>,
 }
 
 impl State {
@@ -384,6 +396,9 @@ impl Ingress {
             secrets: config.secrets,
             client: proxy::upstream(timing.connect_timeout),
             timing,
+            round_trip_targets: Mutex::new(Vec::new()),
+            targets_changed: Notify::new(),
+            round_trips: Mutex::new(None),
         });
         let (stop, _) = watch::channel(false);
         let address = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
@@ -407,7 +422,10 @@ impl Ingress {
                 stop.subscribe(),
             )));
         }
-        let mut background = vec![Abort(tokio::spawn(probe_loop(state.clone())))];
+        let mut background = vec![
+            Abort(tokio::spawn(probe_loop(state.clone()))),
+            Abort(tokio::spawn(round_trip_loop(state.clone()))),
+        ];
         if state.resolver.is_some() && state.secrets.is_some() {
             background.push(Abort(tokio::spawn(certificate_loop(state.clone()))));
         }
@@ -458,6 +476,13 @@ impl Ingress {
                 tracing::warn!(version = wire.version, "routing table: {problem}");
             }
             let stats = state.traffic.slots_for(&table.revisions);
+            let targets = round_trips::targets(&wire);
+            let mut current = lock(&state.round_trip_targets);
+            if *current != targets {
+                *current = targets;
+                state.targets_changed.notify_one();
+            }
+            drop(current);
             let addresses: HashSet<SocketAddr> = table.addresses().collect();
             *state
                 .active
@@ -476,6 +501,11 @@ impl Ingress {
             "routing table applied"
         );
         true
+    }
+
+    /// The newest round trips to other regions not yet taken, if any.
+    pub fn round_trips(&self) -> Option<LatencyReport> {
+        lock(&self.inner.state.round_trips).take()
     }
 
     /// What was measured since the last call, `None` when nothing
@@ -516,6 +546,35 @@ async fn probe_loop(state: Arc<State>) {
             if reached && state.ejections().probe_succeeded(address, Instant::now()) {
                 tracing::info!(backend = %address, "backend accepts connections again; readmitted");
             }
+        }
+    }
+}
+
+/// Times a TCP handshake with every round-trip target each
+/// `round_trip_every`; sleeps while there are none.
+async fn round_trip_loop(state: Arc<State>) {
+    let every = state.timing.round_trip_every;
+    loop {
+        let targets = lock(&state.round_trip_targets).clone();
+        if targets.is_empty() {
+            state.targets_changed.notified().await;
+            continue;
+        }
+        let timings = targets.into_iter().map(|(region, address)| async move {
+            let started = Instant::now();
+            let connected = tokio::time::timeout(every, tokio::net::TcpStream::connect(address))
+                .await
+                .is_ok_and(|c| c.is_ok());
+            (region, connected.then(|| started.elapsed()))
+        });
+        let measured = futures_util::future::join_all(timings).await;
+        let report = round_trips::fastest_per_region(&measured);
+        if !report.regions.is_empty() {
+            *lock(&state.round_trips) = Some(report);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = state.targets_changed.notified() => {}
         }
     }
 }

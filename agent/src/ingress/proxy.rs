@@ -334,8 +334,9 @@ async fn handle(
     )
 }
 
-/// Picks a backend not tried yet, avoiding ejected ones — unless every
-/// backend is ejected, then trying one anyway rather than failing.
+/// Picks a backend not tried yet, avoiding ejected ones; when no backend
+/// with weight is left, a standby (a failover region's allocation); when
+/// everything is ejected, one anyway rather than failing.
 fn choose<'a>(
     state: &State,
     route: &'a super::routes::Route,
@@ -345,11 +346,13 @@ fn choose<'a>(
     let fresh = |address: SocketAddr| !tried.contains(&Some(address));
     let now = Instant::now();
     let ejections = state.ejections();
+    let healthy =
+        |b: &super::routes::Backend| fresh(b.address) && !ejections.is_ejected(b.address, now);
     route
-        .pick(random, |b| {
-            fresh(b.address) && !ejections.is_ejected(b.address, now)
-        })
+        .pick(random, healthy)
+        .or_else(|| route.pick_standby(random, healthy))
         .or_else(|| route.pick(random, |b| fresh(b.address)))
+        .or_else(|| route.pick_standby(random, |b| fresh(b.address)))
 }
 
 #[cfg(test)]

@@ -26,10 +26,12 @@ pub struct Backend {
     pub allocation: String,
     pub host: String,
     pub address: SocketAddr,
-    /// Parts per million; 0: draining.
+    /// Parts per million; 0: draining or standby.
     pub weight: u32,
     /// Runs on this agent's host.
     pub local: bool,
+    /// Used only when no backend with weight can be reached.
+    pub standby: bool,
 }
 
 /// One revision's backends within a route.
@@ -138,6 +140,34 @@ impl Route {
             }
         }
         None
+    }
+}
+
+impl Route {
+    /// Chooses a standby for `random` among those `usable` accepts, local
+    /// ones first: the fallback when no backend with weight can be reached.
+    pub fn pick_standby(&self, random: u64, usable: impl Fn(&Backend) -> bool) -> Option<Pick<'_>> {
+        let standbys: Vec<Pick<'_>> = self
+            .revisions
+            .iter()
+            .flat_map(|group| {
+                group
+                    .backends
+                    .iter()
+                    .filter(|b| b.standby && usable(b))
+                    .map(move |backend| Pick { group, backend })
+            })
+            .collect();
+        let local: Vec<&Pick<'_>> = standbys.iter().filter(|p| p.backend.local).collect();
+        if !local.is_empty() {
+            let index = usize::try_from(random % local.len() as u64).unwrap_or(0);
+            return Some(*local[index]);
+        }
+        if standbys.is_empty() {
+            return None;
+        }
+        let index = usize::try_from(random % standbys.len() as u64).unwrap_or(0);
+        Some(standbys[index])
     }
 }
 
@@ -286,6 +316,7 @@ impl Table {
                     address,
                     weight: backend.weight,
                     local: backend.host == local_host,
+                    standby: backend.standby && backend.weight == 0,
                 });
             }
             let hostnames: Vec<String> = route
@@ -378,7 +409,57 @@ mod tests {
             revision,
             address: format!("10.0.0.1:{port}"),
             weight,
+            standby: false,
         }
+    }
+
+    #[test]
+    fn standbys_are_only_a_fallback_and_local_ones_come_first() {
+        let mut far = backend("a2", "h-far", 1, 2, 0);
+        far.standby = true;
+        let mut near = backend("a3", "local", 1, 3, 0);
+        near.standby = true;
+        let draining = backend("a4", "local", 1, 4, 0);
+        let route = WireRoute {
+            backends: vec![
+                backend("a1", "h-other", 1, 1, 1_000_000),
+                far,
+                near,
+                draining,
+            ],
+            ..one("web", &["web.test"], &["/"])
+        };
+        let table = compile(vec![route]);
+        let route = &table.routes[0];
+        // Weighted backends first, always.
+        for random in 0..50 {
+            assert_eq!(
+                route.pick(random, |_| true).unwrap().backend.allocation,
+                "a1"
+            );
+        }
+        // Nothing weighted left: the local standby, else the other; never
+        // the draining backend.
+        let without_a1 = |b: &Backend| b.allocation != "a1";
+        assert!(route.pick(7, without_a1).is_none());
+        for random in 0..50 {
+            assert_eq!(
+                route
+                    .pick_standby(random, without_a1)
+                    .unwrap()
+                    .backend
+                    .allocation,
+                "a3"
+            );
+        }
+        let only_far = |b: &Backend| b.allocation == "a2";
+        assert_eq!(
+            route.pick_standby(3, only_far).unwrap().backend.allocation,
+            "a2"
+        );
+        assert!(route.pick_standby(3, |b| b.allocation == "a4").is_none());
+        assert!(!route.revisions[0].backends[3].standby);
+        assert_eq!(route.revisions[0].share, 1_000_000, "standbys add no share");
     }
 
     fn route(
@@ -398,7 +479,14 @@ mod tests {
     }
 
     fn compile(routes: Vec<WireRoute>) -> Table {
-        let (table, problems) = Table::compile(&RoutingTable { version: 7, routes }, "local");
+        let (table, problems) = Table::compile(
+            &RoutingTable {
+                version: 7,
+                routes,
+                ..RoutingTable::default()
+            },
+            "local",
+        );
         assert!(problems.is_empty(), "{problems:?}");
         table
     }
@@ -502,6 +590,7 @@ mod tests {
             &RoutingTable {
                 version: 1,
                 routes: vec![secret, selfsigned, bad],
+                ..RoutingTable::default()
             },
             "h",
         );

@@ -13,7 +13,7 @@ use super::routing::{self, ALERTMANAGER_RESEND_MS, Channel, ChannelKind};
 use super::rules::{Rule, Signal, builtin_rules};
 use super::sender::Sender;
 use super::silences::{Matcher, Silence};
-use crate::deploy::controller::ReportedStatus;
+use crate::deploy::controller::{DeployError, ReportedStatus};
 use crate::state::ControlPlane;
 use crate::store::{
     AlertRound, AlertRow, AlertRuleRow, AlertSeriesRow, ChannelRow, DeliveryResult, DeliveryRow,
@@ -269,13 +269,51 @@ async fn gather_facts(
     } else {
         Vec::new()
     };
+    let route_rules = rules
+        .iter()
+        .any(|r| r.enabled && r.signal == Signal::RouteUnserved);
+    let routes = if route_rules {
+        match route_facts(cp).await {
+            Ok(routes) => routes,
+            Err(DeployError::Store(error)) => return Err(error),
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell which routes are served; skipping route_unserved");
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
     Ok(Facts {
         hosts,
         allocations,
         deployments,
         backup_policies,
+        routes,
         watching_since_ms,
     })
+}
+
+/// Every routed service that is not stopped, with the regions whose
+/// ingresses cannot serve it.
+async fn route_facts(cp: &ControlPlane) -> Result<Vec<facts::RouteFacts>, DeployError> {
+    let services = cp.deploy.routed_services().await?;
+    let decisions = cp.routing.compute(&cp.deploy).await?;
+    Ok(services
+        .iter()
+        .filter(|s| !s.stopped)
+        .map(|s| facts::RouteFacts {
+            service: s.name.clone(),
+            unserved: decisions
+                .iter()
+                .filter_map(|(region, routes)| {
+                    let route = routes.get(&s.name)?;
+                    (!route.decided.serves())
+                        .then(|| (region.clone(), route.decided.explanation.clone()))
+                })
+                .collect(),
+        })
+        .collect())
 }
 
 /// The newest backups of a policy read for its alerts: enough to find the

@@ -61,6 +61,15 @@ pub struct DeploymentOutcome {
     pub finished_at_ms: i64,
 }
 
+/// A routed service the regions whose ingresses cannot serve it, with
+/// the reason each gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteFacts {
+    pub service: String,
+    /// `(region, why)`, empty while every region can serve it.
+    pub unserved: Vec<(String, String)>,
+}
+
 /// A backup policy: what its backups say, and its RPO.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupPolicyFacts {
@@ -115,6 +124,8 @@ pub struct Facts {
     pub deployments: Vec<DeploymentOutcome>,
     /// Every backup policy (gathered only while a backup rule is enabled).
     pub backup_policies: Vec<BackupPolicyFacts>,
+    /// Every routed service that is not stopped.
+    pub routes: Vec<RouteFacts>,
     /// When this control plane started watching the fleet: hosts cannot
     /// have reported to it before.
     pub watching_since_ms: i64,
@@ -222,6 +233,35 @@ pub fn observe(rule: &Rule, facts: &Facts, now_ms: i64) -> Vec<Observation> {
             .filter_map(|(a, host)| observe_allocation(rule.signal, a, host, now_ms))
             .collect(),
         Signal::DeploymentFailed => observe_deployments(&rule.selector, facts),
+        Signal::RouteUnserved => facts
+            .routes
+            .iter()
+            .filter(|r| {
+                rule.selector.matches(&Subject {
+                    services: std::slice::from_ref(&r.service),
+                    ..Subject::default()
+                })
+            })
+            .map(|r| Observation {
+                labels: [("service".to_owned(), r.service.clone())].into(),
+                reading: Reading::Level(if r.unserved.is_empty() { 0.0 } else { 1.0 }),
+                detail: if r.unserved.is_empty() {
+                    format!("every region's ingresses serve {}", r.service)
+                } else {
+                    let regions: Vec<&str> = r
+                        .unserved
+                        .iter()
+                        .map(|(region, _)| region.as_str())
+                        .collect();
+                    format!(
+                        "the ingresses of {} answer 503 for {}: {}",
+                        regions.join(", "),
+                        r.service,
+                        r.unserved[0].1
+                    )
+                },
+            })
+            .collect(),
         Signal::BackupFailed | Signal::BackupOverdue | Signal::BackupVerificationFailed => facts
             .backup_policies
             .iter()
@@ -478,6 +518,53 @@ fn observe_deployments(selector: &Selector, facts: &Facts) -> Vec<Observation> {
             detail: format!("deployment {} of {} ended {}", d.id, d.service, d.phase),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+    use crate::alerts::rules::builtin_rules;
+
+    #[test]
+    fn a_route_that_some_region_cannot_serve_reads_one_with_the_reason() {
+        let rule = builtin_rules(86_400_000)
+            .into_iter()
+            .find(|r| r.signal == Signal::RouteUnserved)
+            .unwrap();
+        assert_eq!(rule.for_ms, 60_000);
+        let facts = Facts {
+            routes: vec![
+                RouteFacts {
+                    service: "web".into(),
+                    unserved: vec![(
+                        "eu-west".into(),
+                        "service web has no healthy allocation in any region it may be served from (eu-west: 0 of 2 healthy)".into(),
+                    )],
+                },
+                RouteFacts {
+                    service: "api".into(),
+                    unserved: vec![],
+                },
+            ],
+            ..Facts::default()
+        };
+        let seen = observe(&rule, &facts, 0);
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].labels["service"], "web");
+        assert_eq!(seen[0].reading, Reading::Level(1.0));
+        assert!(
+            seen[0].detail.starts_with(
+                "the ingresses of eu-west answer 503 for web: service web has no healthy allocation"
+            ),
+            "{}",
+            seen[0].detail
+        );
+        assert_eq!(seen[1].reading, Reading::Level(0.0));
+        // A selector on another service sees neither.
+        let mut only_db = rule.clone();
+        only_db.selector.service = Some("db".into());
+        assert!(observe(&only_db, &facts, 0).is_empty());
+    }
 }
 
 #[cfg(test)]

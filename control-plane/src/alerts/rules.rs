@@ -157,6 +157,10 @@ pub enum Signal {
     BackupOverdue,
     /// The newest verification (a real restore) of a policy's backups failed.
     BackupVerificationFailed,
+    /// 1 while some region's ingresses cannot serve a routed service (no
+    /// healthy allocation anywhere its route allows: they answer 503);
+    /// 0 otherwise.
+    RouteUnserved,
 }
 
 /// How long an allocation must run healthily before its past restarts stop
@@ -192,7 +196,7 @@ impl Signal {
          load (load1), load5, load15, memory_used, memory_available, swap_used, net_rx, net_tx, \
          uptime, processes, offline_seconds, certificate_days_left, allocation_unhealthy, \
          allocation_restarts, oom_kill, deployment_failed, backup_failed, backup_overdue, \
-         backup_verification_failed";
+         backup_verification_failed, route_unserved";
 
     pub fn name(self) -> &'static str {
         match self {
@@ -206,6 +210,7 @@ impl Signal {
             Signal::BackupFailed => "backup_failed",
             Signal::BackupOverdue => "backup_overdue",
             Signal::BackupVerificationFailed => "backup_verification_failed",
+            Signal::RouteUnserved => "route_unserved",
         }
     }
 
@@ -229,7 +234,7 @@ impl Signal {
             Signal::AllocationUnhealthy | Signal::AllocationRestarts | Signal::OomKill => {
                 SubjectKind::Allocation
             }
-            Signal::DeploymentFailed => SubjectKind::Service,
+            Signal::DeploymentFailed | Signal::RouteUnserved => SubjectKind::Service,
             Signal::BackupFailed | Signal::BackupOverdue | Signal::BackupVerificationFailed => {
                 SubjectKind::BackupPolicy
             }
@@ -254,7 +259,8 @@ impl Signal {
             | Signal::DeploymentFailed
             | Signal::BackupFailed
             | Signal::BackupOverdue
-            | Signal::BackupVerificationFailed => "",
+            | Signal::BackupVerificationFailed
+            | Signal::RouteUnserved => "",
         }
     }
 }
@@ -283,6 +289,7 @@ impl FromStr for Signal {
                 "backup_failed" => Signal::BackupFailed,
                 "backup_overdue" => Signal::BackupOverdue,
                 "backup_verification_failed" => Signal::BackupVerificationFailed,
+                "route_unserved" => Signal::RouteUnserved,
                 other => Signal::Host(other.parse().map_err(|_| {
                     format!("unknown metric {other:?}: use one of {}", Signal::NAMES)
                 })?),
@@ -838,6 +845,17 @@ pub fn builtin_rules(agent_cert_ttl_ms: i64) -> Vec<Rule> {
             0,
             Severity::Critical,
         ),
+        // A service whose ingresses answer 503 somewhere for a minute: long
+        // enough that a first deployment becoming healthy does not fire.
+        rule(
+            "RouteUnserved",
+            Signal::RouteUnserved,
+            Above,
+            0.0,
+            MIN,
+            0,
+            Severity::Critical,
+        ),
         rule(
             "HostOffline",
             Signal::OfflineSeconds,
@@ -1151,7 +1169,7 @@ mod tests {
     #[test]
     fn builtins_are_valid_and_round_trip_through_definitions() {
         let rules = builtin_rules(24 * 3_600_000);
-        assert_eq!(rules.len(), 12);
+        assert_eq!(rules.len(), 13);
         for rule in &rules {
             let again = RuleDefinition::from(rule).validate(true).unwrap();
             assert_eq!(&again, rule, "{}", rule.name);

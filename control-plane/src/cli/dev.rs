@@ -130,6 +130,16 @@ pub(super) async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         .arg("--interval")
         .arg(&args.agent_interval)
         .kill_on_drop(true);
+    // A fleet on one machine: its ingress answers on loopback unless told
+    // otherwise (ARGOSY_INGRESS_HTTP / ARGOSY_INGRESS_HTTPS).
+    for (variable, address) in [
+        ("ARGOSY_INGRESS_HTTP", "127.0.0.1:7480"),
+        ("ARGOSY_INGRESS_HTTPS", "127.0.0.1:8443"),
+    ] {
+        if std::env::var_os(variable).is_none() {
+            command.env(variable, address);
+        }
+    }
     if !state_dir.join("identity.json").exists() {
         let created = create_join_token(
             &running.cp,
@@ -158,6 +168,11 @@ pub(super) async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         "  local agent:     {} (state in {})",
         agent_bin.display(),
         state_dir.display()
+    );
+    println!(
+        "  ingress:         http://{} https://{} (services with a route: section)",
+        std::env::var("ARGOSY_INGRESS_HTTP").unwrap_or_else(|_| "127.0.0.1:7480".into()),
+        std::env::var("ARGOSY_INGRESS_HTTPS").unwrap_or_else(|_| "127.0.0.1:8443".into())
     );
     println!();
     println!(

@@ -3,7 +3,7 @@
 
 use super::client::{ClientArgs, connect, status_error};
 use super::output::{self, Output, table};
-use crate::dto::{RouteSummaryJson, ServiceRoutesJson};
+use crate::dto::{RoutesJson, ServiceRoutesJson};
 use argosy_proto::v1::{self as pb, routing_service_client::RoutingServiceClient};
 use clap::Subcommand;
 
@@ -29,19 +29,17 @@ pub(super) async fn routes(command: RoutesCommand) -> anyhow::Result<()> {
         RoutesCommand::List { client } => {
             let connection = connect(&client)?;
             let mut api = connection.client(RoutingServiceClient::with_interceptor);
-            let routes: Vec<RouteSummaryJson> = api
+            let listed: RoutesJson = api
                 .list_routes(pb::ListRoutesRequest {})
                 .await
                 .map_err(status_error)?
                 .into_inner()
-                .routes
-                .into_iter()
-                .map(Into::into)
-                .collect();
+                .into();
             match connection.output {
-                Output::Json => println!("{}", output::json(&routes)?),
+                Output::Json => println!("{}", output::json(&listed)?),
                 Output::Table => {
-                    let rows = routes
+                    let rows = listed
+                        .routes
                         .into_iter()
                         .map(|r| {
                             vec![
@@ -68,6 +66,17 @@ pub(super) async fn routes(command: RoutesCommand) -> anyhow::Result<()> {
                             rows
                         )
                     );
+                    if !listed.latencies.is_empty() {
+                        let rows = listed
+                            .latencies
+                            .into_iter()
+                            .map(|l| vec![l.from_region, l.to_region, format!("{:.2}", l.rtt_ms)])
+                            .collect();
+                        println!(
+                            "\nmeasured round trips\n{}",
+                            table(&["from", "to", "ms"], rows)
+                        );
+                    }
                 }
             }
         }
@@ -110,7 +119,11 @@ fn show_text(routes: &ServiceRoutesJson) -> String {
             .iter()
             .map(|b| {
                 vec![
-                    format!("{:.1} %", b.weight_percent),
+                    match (b.weight_ppm, b.standby) {
+                        (0, true) => "standby".to_owned(),
+                        (0, false) => "draining".to_owned(),
+                        _ => format!("{:.1} %", b.weight_percent),
+                    },
                     format!("rev {}", b.revision),
                     b.allocation.clone(),
                     b.host.clone(),

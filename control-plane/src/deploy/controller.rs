@@ -281,6 +281,8 @@ pub struct RoutedService {
     /// The regions the service is placed in (empty: anywhere), for
     /// authorizing who may see its routes.
     pub placement_regions: Vec<String>,
+    /// Stopped on purpose (`argosy stop`): not serving is expected.
+    pub stopped: bool,
     pub allocations: Vec<AllocationRow>,
     pub rollout: Option<Deployment>,
 }
@@ -533,6 +535,7 @@ impl Deployments {
             };
             routed.push(RoutedService {
                 allocations: self.store.allocations_for_service(&service.name).await?,
+                stopped: service.stopped,
                 name: service.name,
                 route,
                 certificate,

@@ -444,6 +444,13 @@ async fn run_session(
                     break;
                 }
             }
+            Some(agent_message::Body::Latency(report)) => {
+                cp.routing.record_round_trips(&host_id, &report, now);
+                let ack = control_message::Body::Ack(pb::Ack { seq: message.seq });
+                if session.outbound.send(control(ack)).await.is_err() {
+                    break;
+                }
+            }
             Some(agent_message::Body::Traffic(report)) => {
                 cp.deploy.traffic().record(&host_id, report, now);
                 let ack = control_message::Body::Ack(pb::Ack { seq: message.seq });

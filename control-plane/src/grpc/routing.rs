@@ -5,11 +5,10 @@
 use crate::auth::{Action, Target};
 use crate::deploy::controller::{DeployError, RoutedService};
 use crate::grpc::{Caller, caller};
-use crate::routing::controller::ServiceRoute;
+use crate::routing::controller::Decisions;
 use crate::routing::wire::{describe_regions, describe_tls};
 use crate::state::ControlPlane;
 use argosy_proto::v1::{self as pb, routing_service_server};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -36,8 +35,6 @@ fn may_see(caller: &Caller, service: &RoutedService) -> Result<(), Status> {
     )?;
     Ok(())
 }
-
-type Decisions = BTreeMap<String, BTreeMap<String, ServiceRoute>>;
 
 impl RoutingApi {
     async fn decisions(&self) -> Result<(Vec<RoutedService>, Decisions), Status> {
@@ -150,6 +147,17 @@ impl routing_service_server::RoutingService for RoutingApi {
                 }
             })
             .collect();
-        Ok(Response::new(pb::ListRoutesResponse { routes }))
+        let latencies = self
+            .cp
+            .routing
+            .latencies()
+            .into_iter()
+            .map(|((from_region, to_region), rtt_micros)| pb::RegionLatency {
+                from_region,
+                to_region,
+                rtt_micros,
+            })
+            .collect();
+        Ok(Response::new(pb::ListRoutesResponse { routes, latencies }))
     }
 }

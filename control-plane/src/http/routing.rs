@@ -2,7 +2,7 @@
 //! send their requests, over the gRPC `RoutingService`.
 
 use super::{ApiError, grpc_request};
-use crate::dto::{RouteSummaryJson, ServiceRoutesJson};
+use crate::dto::{RoutesJson, ServiceRoutesJson};
 use crate::grpc::routing::RoutingApi;
 use crate::state::ControlPlane;
 use argosy_proto::v1::{self as pb, routing_service_server::RoutingService};
@@ -14,13 +14,12 @@ use std::sync::Arc;
 pub(super) async fn list(
     State(cp): State<Arc<ControlPlane>>,
     headers: HeaderMap,
-) -> Result<Json<Vec<RouteSummaryJson>>, ApiError> {
+) -> Result<Json<RoutesJson>, ApiError> {
     let routes = RoutingApi { cp }
         .list_routes(grpc_request(&headers, pb::ListRoutesRequest {}))
         .await?
-        .into_inner()
-        .routes;
-    Ok(Json(routes.into_iter().map(Into::into).collect()))
+        .into_inner();
+    Ok(Json(routes.into()))
 }
 
 pub(super) async fn show(

@@ -3,7 +3,7 @@
 //! regions as a [`RegionalPolicy`], and one region's decision as a
 //! `pb::Route`. Pure.
 
-use super::table::{Endpoint, RegionRoute, RegionalPolicy};
+use super::table::{Endpoint, RegionRoute, RegionalPolicy, RevisionSplit};
 use crate::deploy::controller::{ReportedStatus, RoutedService, observed_health};
 use crate::deploy::model::{RouteRegions, RouteTls};
 use crate::deploy::rollout::Health;
@@ -77,8 +77,33 @@ pub fn endpoints(service: &RoutedService, hosts: &HashMap<&str, &HostRegion>) ->
         .collect()
 }
 
-/// What an ingress in `decided.region` applies for `service`.
-pub fn route_message(service: &RoutedService, decided: &RegionRoute) -> pb::Route {
+/// The allocations that take requests (healthy, not draining, of a
+/// revision the split sends to) but that `decided` does not list: the
+/// standbys an ingress falls back to when no listed backend answers.
+pub fn standbys<'e>(
+    endpoints: &'e [Endpoint],
+    split: &RevisionSplit,
+    decided: &RegionRoute,
+) -> Vec<&'e Endpoint> {
+    endpoints
+        .iter()
+        .filter(|e| e.healthy && !e.draining && split.get(&e.revision).is_some_and(|w| *w > 0))
+        .filter(|e| {
+            !decided
+                .backends
+                .iter()
+                .any(|b| b.allocation == e.allocation)
+        })
+        .collect()
+}
+
+/// What an ingress in `decided.region` applies for `service`, with
+/// `standby` allocations listed at weight 0.
+pub fn route_message(
+    service: &RoutedService,
+    decided: &RegionRoute,
+    standby: &[&Endpoint],
+) -> pb::Route {
     let tls = service.route.tls.as_ref().map(|tls| pb::RouteTls {
         source: Some(match (tls, &service.certificate) {
             (RouteTls::SelfSigned, _) => pb::route_tls::Source::SelfSigned(true),
@@ -114,21 +139,38 @@ pub fn route_message(service: &RoutedService, decided: &RegionRoute) -> pb::Rout
                 revision: b.revision,
                 address: b.address.clone(),
                 weight: b.weight,
+                standby: false,
             })
+            .chain(standby.iter().map(|e| pb::RouteBackend {
+                allocation: e.allocation.clone(),
+                host: e.host.clone(),
+                region: e.region.clone(),
+                revision: e.revision,
+                address: e.address.clone(),
+                weight: 0,
+                standby: true,
+            }))
             .collect(),
         explanation: decided.explanation.clone(),
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::deploy::model::{DEFAULT_DRAIN, Route, SecretRef, SecretVersion};
     use crate::deploy::secret_refs::VersionedSecret;
     use crate::routing::table::Backend;
     use crate::store::AllocationRow;
 
-    fn row(id: &str, host: Option<&str>, health: &str, address: &str, run: bool) -> AllocationRow {
+    /// An allocation of `web` rev 7 as stored, reported with `address`.
+    pub(crate) fn row(
+        id: &str,
+        host: Option<&str>,
+        health: &str,
+        address: &str,
+        run: bool,
+    ) -> AllocationRow {
         let status = ReportedStatus {
             route_address: address.to_owned(),
             healthy_since_ms: 5,
@@ -150,7 +192,8 @@ mod tests {
         }
     }
 
-    fn service(tls: Option<RouteTls>, allocations: Vec<AllocationRow>) -> RoutedService {
+    /// The routed service `web` at `web.example.com`, nearest regions.
+    pub(crate) fn service(tls: Option<RouteTls>, allocations: Vec<AllocationRow>) -> RoutedService {
         RoutedService {
             name: "web".to_owned(),
             route: Route {
@@ -163,6 +206,7 @@ mod tests {
             },
             certificate: None,
             placement_regions: vec![],
+            stopped: false,
             allocations,
             rollout: None,
         }
@@ -173,6 +217,7 @@ mod tests {
             host_id: host.to_owned(),
             region: region.to_owned(),
             online,
+            ingress: None,
         }
     }
 
@@ -230,7 +275,7 @@ mod tests {
             vec![],
         );
         web.certificate = Some(VersionedSecret::new("web/tls", 3));
-        let message = route_message(&web, &decided);
+        let message = route_message(&web, &decided, &[]);
         assert_eq!(message.hostnames, ["web.example.com"]);
         assert_eq!(message.paths, ["/"]);
         assert_eq!(message.explanation, "eu-west: 100 % rev 7");
@@ -244,9 +289,9 @@ mod tests {
                 version: 3
             }))
         );
-        let plain = route_message(&service(None, vec![]), &decided);
+        let plain = route_message(&service(None, vec![]), &decided, &[]);
         assert_eq!(plain.tls, None);
-        let dev = route_message(&service(Some(RouteTls::SelfSigned), vec![]), &decided);
+        let dev = route_message(&service(Some(RouteTls::SelfSigned), vec![]), &decided, &[]);
         assert_eq!(
             dev.tls.unwrap().source,
             Some(pb::route_tls::Source::SelfSigned(true))
@@ -289,6 +334,53 @@ mod tests {
             describe_tls(&service(Some(RouteTls::SelfSigned), vec![])),
             "self-signed"
         );
+    }
+
+    #[test]
+    fn healthy_allocations_the_decision_leaves_out_are_standbys() {
+        let endpoint =
+            |allocation: &str, region: &str, revision: u64, healthy: bool, draining: bool| {
+                Endpoint {
+                    allocation: allocation.to_owned(),
+                    host: format!("h-{allocation}"),
+                    region: region.to_owned(),
+                    revision,
+                    address: format!("10.0.0.1:{}", 30_000 + revision),
+                    healthy,
+                    draining,
+                }
+            };
+        let endpoints = [
+            endpoint("a1", "eu-west", 7, true, false),
+            endpoint("a2", "us-east", 7, true, false),
+            endpoint("a3", "us-east", 7, false, false),
+            endpoint("a4", "us-east", 7, true, true),
+            endpoint("a5", "us-east", 8, true, false),
+        ];
+        let decided = RegionRoute {
+            region: "eu-west".to_owned(),
+            backends: vec![Backend {
+                allocation: "a1".to_owned(),
+                host: "h-a1".to_owned(),
+                region: "eu-west".to_owned(),
+                revision: 7,
+                address: "10.0.0.1:30007".to_owned(),
+                weight: 1_000_000,
+            }],
+            explanation: String::new(),
+        };
+        // Revision 8 has no traffic in the split: never a standby.
+        let split = std::collections::BTreeMap::from([(7, 1), (8, 0)]);
+        let standby = standbys(&endpoints, &split, &decided);
+        let names: Vec<&str> = standby.iter().map(|e| e.allocation.as_str()).collect();
+        assert_eq!(names, ["a2"]);
+        let message = route_message(&service(None, vec![]), &decided, &standby);
+        let listed: Vec<(&str, u32, bool)> = message
+            .backends
+            .iter()
+            .map(|b| (b.allocation.as_str(), b.weight, b.standby))
+            .collect();
+        assert_eq!(listed, [("a1", 1_000_000, false), ("a2", 0, true)]);
     }
 
     #[test]

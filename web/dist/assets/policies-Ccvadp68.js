@@ -1,4 +1,4 @@
-import{A as e,E as t,G as n,H as r,I as i,J as a,L as o,M as s,N as c,O as l,P as u,R as d,U as f,V as p,W as m,a as h,b as g,k as _,o as v,q as y,x as b,z as x}from"./index-wUedJaLs.js";import{a as S,i as C,s as w}from"./widgets-B9lt2lGG.js";var T=[`deployment.admit`,`placement.filter`,`rollout.analyze`],E={"deployment.admit":`{
+import{A as e,E as t,G as n,H as r,I as i,J as a,L as o,M as s,N as c,O as l,P as u,R as d,U as f,V as p,W as m,a as h,b as g,k as _,o as v,q as y,x as b,z as x}from"./index-C3LLUV8S.js";import{a as S,i as C,s as w}from"./widgets-Dd_yz67R.js";var T=[`deployment.admit`,`placement.filter`,`rollout.analyze`],E={"deployment.admit":`{
   "service": "web",
   "spec": {"name": "web", "image": "nginx:1.27", "replicas": 2}
 }`,"placement.filter":`{

@@ -1,4 +1,4 @@
-import{A as e,B as t,E as n,G as r,H as i,I as a,J as o,K as s,L as c,M as l,N as u,P as d,R as f,U as p,V as m,W as h,f as g,k as _,m as v,o as y,p as b,q as x,y as S,z as C}from"./index-wUedJaLs.js";import{a as w,i as T,n as E,o as D,s as O,t as k}from"./widgets-B9lt2lGG.js";var A=`name: web
+import{A as e,B as t,E as n,G as r,H as i,I as a,J as o,K as s,L as c,M as l,N as u,P as d,R as f,U as p,V as m,W as h,f as g,k as _,m as v,o as y,p as b,q as x,y as S,z as C}from"./index-C3LLUV8S.js";import{a as w,i as T,n as E,o as D,s as O,t as k}from"./widgets-Dd_yz67R.js";var A=`name: web
 image: nginx:1.27-alpine
 replicas: 2
 resources: { cpu: 0.25, memory: 128MiB }
