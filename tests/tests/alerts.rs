@@ -626,6 +626,7 @@ async fn rules_are_tuned_listed_and_guarded_by_role(env: &TestEnv) -> anyhow::Re
         "AllocationRestartLoop",
         "AllocationOomKilled",
         "DeploymentFailed",
+        "RouteUnserved",
         "AgentCertificateExpiring",
     ] {
         ensure!(names.contains(&builtin), "{builtin} missing from {names:?}");

@@ -1195,6 +1195,7 @@ mod tests {
                 "cpu > 80 % for 5m",
                 "memory_percent > 85 % for 5m",
                 "disk_used_percent > 90 %",
+                "route_unserved > 0 for 1m",
                 "offline_seconds > 60 s",
                 "allocation_unhealthy > 0 for 2m",
                 "allocation_restarts >= 3 restarts",

@@ -238,6 +238,9 @@ pub struct Rotated {
 /// Every master key this process has held: the current one first.
 struct Keys {
     current: MasterKey,
+    /// The key a rotation in progress re-wraps under: readers may see rows
+    /// it committed before the switch to it.
+    incoming: Option<MasterKey>,
     retired: Vec<MasterKey>,
 }
 
@@ -439,6 +442,7 @@ impl Keyring {
             key_file,
             keys: RwLock::new(Keys {
                 current: master,
+                incoming: None,
                 retired: Vec::new(),
             }),
             audit_key,
@@ -473,6 +477,7 @@ impl Keyring {
     pub(crate) fn by_id(&self, id: &str) -> Option<MasterKey> {
         let keys = self.read_keys();
         std::iter::once(&keys.current)
+            .chain(keys.incoming.iter())
             .chain(keys.retired.iter())
             .find(|key| key.id().as_str() == id)
             .cloned()
@@ -517,10 +522,21 @@ impl Keyring {
             }
             None => None,
         };
+        // Rows re-wrapped under the new key become visible when the
+        // transaction commits, before the switch below: readers must be
+        // able to open them in between.
+        self.keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .incoming = Some(new.clone());
         let result = self.rewrap(store, &new, kdf.as_ref()).await;
         let count = match result {
             Ok(count) => count,
             Err(error) => {
+                self.keys
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .incoming = None;
                 if let Some((next, _)) = &next_file {
                     let _ = std::fs::remove_file(next);
                 }
@@ -531,6 +547,7 @@ impl Keyring {
             let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
             keys.retired.push(old.clone());
             keys.current = new.clone();
+            keys.incoming = None;
         }
         if let Some((next, path)) = next_file {
             master_key::promote_key_file(&next, &path).map_err(|source| RotateError::Promote {
