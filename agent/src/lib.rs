@@ -41,3 +41,19 @@ pub mod status;
 pub mod unacked;
 
 pub use agent::{AgentError, Options, run};
+
+/// The check the pure modules' tests share: their code (before the tests,
+/// comments aside) names none of the banned paths.
+#[cfg(test)]
+pub(crate) mod purity {
+    pub(crate) fn assert_avoids(file: &str, source: &str, banned: &[&str]) {
+        let end = source.find("#[cfg(test)]").unwrap_or(source.len());
+        let code: String = source[..end]
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .collect();
+        for banned in banned {
+            assert!(!code.contains(banned), "{file} uses {banned}");
+        }
+    }
+}

@@ -1706,21 +1706,18 @@ mod tests {
     /// engine client, no clock of its own.
     #[test]
     fn the_plan_does_no_io() {
-        let source = include_str!("reconcile.rs");
-        let code: String = source[..source.find("#[cfg(test)]").unwrap()]
-            .lines()
-            .filter(|line| !line.trim_start().starts_with("//"))
-            .collect();
-        for banned in [
-            concat!("tok", "io"),
-            concat!("boll", "ard"),
-            concat!("std::", "fs"),
-            concat!("std::", "net"),
-            concat!("SystemTime", "::now"),
-            concat!("Instant", "::now"),
-            concat!("crate::", "docker"),
-        ] {
-            assert!(!code.contains(banned), "reconcile.rs uses {banned}");
-        }
+        crate::purity::assert_avoids(
+            "reconcile.rs",
+            include_str!("reconcile.rs"),
+            &[
+                concat!("tok", "io"),
+                concat!("boll", "ard"),
+                concat!("std::", "fs"),
+                concat!("std::", "net"),
+                concat!("SystemTime", "::now"),
+                concat!("Instant", "::now"),
+                concat!("crate::", "docker"),
+            ],
+        );
     }
 }

@@ -209,20 +209,17 @@ mod tests {
     /// sockets, no clock of its own.
     #[test]
     fn the_decisions_do_no_io() {
-        let source = include_str!("ejection.rs");
-        let code: String = source[..source.find("#[cfg(test)]").unwrap()]
-            .lines()
-            .filter(|line| !line.trim_start().starts_with("//"))
-            .collect();
-        for banned in [
-            concat!("tok", "io"),
-            concat!("hyp", "er"),
-            concat!("std::", "fs"),
-            concat!("Tcp", "Stream"),
-            concat!("SystemTime", "::now"),
-            concat!("Instant", "::now"),
-        ] {
-            assert!(!code.contains(banned), "ejection.rs uses {banned}");
-        }
+        crate::purity::assert_avoids(
+            "ejection.rs",
+            include_str!("ejection.rs"),
+            &[
+                concat!("tok", "io"),
+                concat!("hyp", "er"),
+                concat!("std::", "fs"),
+                concat!("Tcp", "Stream"),
+                concat!("SystemTime", "::now"),
+                concat!("Instant", "::now"),
+            ],
+        );
     }
 }
