@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -33,13 +34,21 @@ const PATIENCE: Duration = Duration::from_secs(15);
 /// `/fail` answers 500, and it echoes what the ingress told it in
 /// `x-echo-*` headers and the request body's length.
 async fn backend(name: &'static str) -> SocketAddr {
+    counted_backend(name).await.0
+}
+
+/// [`backend`], and how many connections it accepted.
+async fn counted_backend(name: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
+            counter.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let service =
                     hyper::service::service_fn(move |request: Request<Incoming>| async move {
@@ -81,7 +90,7 @@ async fn backend(name: &'static str) -> SocketAddr {
             });
         }
     });
-    address
+    (address, accepted)
 }
 
 /// A port nothing listens on.
@@ -159,13 +168,18 @@ impl Http {
     }
 
     async fn send(&self, method: &str, host: &str, path: &str, body: &'static [u8]) -> Answer {
+        self.send_bytes(method, host, path, Bytes::from_static(body))
+            .await
+    }
+
+    async fn send_bytes(&self, method: &str, host: &str, path: &str, body: Bytes) -> Answer {
         let request = Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.ingress))
             .header("host", host)
             .header("connection", "x-hop")
             .header("x-hop", "must not pass")
-            .body(Full::new(Bytes::from_static(body)))
+            .body(Full::new(body))
             .unwrap();
         let response = tokio::time::timeout(PATIENCE, self.client.request(request))
             .await
@@ -329,7 +343,7 @@ async fn a_dead_backend_costs_no_failed_request() {
     ));
     for i in 0..200 {
         let answer = if i % 4 == 0 {
-            // A small body is buffered, so it can be retried too.
+            // A request with a body is retried too.
             http.send("POST", "web.example.com", "/submit", b"hello")
                 .await
         } else {
@@ -382,6 +396,130 @@ async fn a_dead_backend_costs_no_failed_request() {
         (report.revisions[0].requests, report.revisions[0].errors),
         (1, 1)
     );
+}
+
+#[tokio::test]
+async fn a_large_body_goes_to_another_backend_when_the_first_refuses() {
+    let ingress = start(false).await;
+    let http = Http::new(&ingress);
+    let live = backend("live").await;
+    // Two megabytes: nothing is buffered, the request is handed back
+    // unsent when a connect fails.
+    let body = Bytes::from(vec![b'x'; 2 << 20]);
+    for version in 1..=3 {
+        // A new dead backend each time (the last one is ejected), with
+        // nearly all the weight, so the first attempt goes to it.
+        let dead = dead_address().await;
+        ingress.apply(table(
+            version,
+            vec![route(
+                "web",
+                &["web.example.com"],
+                &["/"],
+                vec![
+                    to("dead", "h1", 1, dead, 999_999),
+                    to("live", "h2", 1, live, 1),
+                ],
+            )],
+        ));
+        let answer = http
+            .send_bytes("PUT", "web.example.com", "/upload", body.clone())
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        assert_eq!(answer.body, "live");
+        assert_eq!(answer.headers["x-echo-length"], (2 << 20).to_string());
+    }
+}
+
+#[tokio::test]
+async fn backend_connections_are_reused() {
+    let ingress = start(false).await;
+    let http = Http::new(&ingress);
+    let (address, accepted) = counted_backend("web").await;
+    ingress.apply(table(
+        1,
+        vec![route(
+            "web",
+            &["web.example.com"],
+            &["/"],
+            vec![to("a", "here", 1, address, 1)],
+        )],
+    ));
+    for i in 0..50 {
+        let answer = if i % 2 == 0 {
+            http.get("web.example.com", "/").await
+        } else {
+            http.send("POST", "web.example.com", "/form", b"a=1").await
+        };
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (StatusCode::OK, "web")
+        );
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "50 requests one after another need one backend connection"
+    );
+}
+
+/// A backend that answers one request per connection without saying so
+/// (`Connection: close` is not sent) and then closes it, as a backend
+/// with a short keep-alive timeout does; counts its connections.
+async fn closing_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nonce")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (address, accepted)
+}
+
+#[tokio::test]
+async fn a_backend_closing_idle_connections_costs_no_failed_request() {
+    let ingress = start(false).await;
+    let http = Http::new(&ingress);
+    let (address, accepted) = closing_backend().await;
+    ingress.apply(table(
+        1,
+        vec![route(
+            "web",
+            &["web.example.com"],
+            &["/"],
+            vec![to("a", "here", 1, address, 1)],
+        )],
+    ));
+    for i in 0..10 {
+        let answer = http.get("web.example.com", "/").await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (StatusCode::OK, "once"),
+            "request {i}"
+        );
+        // The backend closes the idle connection meanwhile.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 10);
 }
 
 #[tokio::test]

@@ -8,9 +8,9 @@
 //! weighted backend choice with local preference), [`ejection`] (passive
 //! health), [`traffic`] (counters and latency histogram), [`certs`] (SNI
 //! certificate choice, PEM parsing), [`round_trips`] (which other regions'
-//! ingresses to time, the fastest handshake per region). The adapters: [`proxy`] (hyper server,
-//! pooled hyper client to backends, retries, the answers the ingress gives
-//! itself) and this module's [`Ingress`] (listeners, the active probe of
+//! ingresses to time, the fastest handshake per region). The adapters:
+//! [`proxy`] (hyper server, retries, the answers the ingress gives
+//! itself), [`upstream`] (pooled HTTP/1.1 connections to backends) and this module's [`Ingress`] (listeners, the active probe of
 //! ejected backends, route certificates from secrets, shutdown).
 //!
 //! Draining: a request holds the table it started with, so replacing the
@@ -26,6 +26,7 @@ pub mod proxy;
 pub mod round_trips;
 pub mod routes;
 pub mod traffic;
+pub mod upstream;
 
 use crate::secret_cache::SecretId;
 use crate::secrets::Secrets;
@@ -186,7 +187,7 @@ pub(crate) struct State {
     /// Wakes the certificate task: a secret certificate is missing.
     certs_wanted: Notify,
     secrets: Option<Secrets>,
-    client: proxy::Upstream,
+    upstreams: Arc<upstream::Upstreams>,
     timing: IngressTiming,
     /// Other regions' ingresses to time handshakes with.
     round_trip_targets: Mutex<Vec<(String, SocketAddr)>>,
@@ -209,8 +210,8 @@ impl State {
         lock(&self.ejections)
     }
 
-    pub(crate) fn client(&self) -> &proxy::Upstream {
-        &self.client
+    pub(crate) fn upstreams(&self) -> &Arc<upstream::Upstreams> {
+        &self.upstreams
     }
 
     /// A connect to `address` failed: eject it, wake the probe.
@@ -394,7 +395,7 @@ impl Ingress {
             certs: Mutex::new(CertCache::default()),
             certs_wanted: Notify::new(),
             secrets: config.secrets,
-            client: proxy::upstream(timing.connect_timeout),
+            upstreams: upstream::Upstreams::new(timing.connect_timeout),
             timing,
             round_trip_targets: Mutex::new(Vec::new()),
             targets_changed: Notify::new(),
@@ -491,6 +492,7 @@ impl Ingress {
                 Arc::new(Active { table, stats });
             *applied = Some(wire.version);
             state.ejections().retain(|a| addresses.contains(a));
+            state.upstreams.retain(|a| addresses.contains(a));
         }
         if state.refresh_certs() {
             state.certs_wanted.notify_one();

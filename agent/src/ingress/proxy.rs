@@ -1,26 +1,26 @@
 //! The ingress's HTTP adapter: accepts connections (plain, or TLS with
 //! ALPN `h2`/`http/1.1` and the SNI certificate resolver), serves HTTP/1.1
 //! and HTTP/2 with hyper-util's auto builder, and forwards each request
-//! over a pooled HTTP/1.1 client to the backend [`super::routes`] picks.
+//! over a pooled HTTP/1.1 connection ([`super::upstream`]) to the backend
+//! [`super::routes`] picks.
 //!
 //! Per request: no route → 404; a route without weight → 503 with its
-//! explanation and `Retry-After: 5`; a connect failure ejects the backend
-//! and retries on another (3 attempts in all) when the body can be sent
-//! again — bodies up to 1 MiB with a `Content-Length` are buffered, longer
-//! or unsized ones are streamed and not retried; a failure after the
-//! request may have reached the backend is not retried; when every
-//! attempt failed → 502 naming the service and the last error.
+//! explanation and `Retry-After: 5`; a request that never reached a
+//! backend (it could not connect, or a pooled connection was found
+//! closed) goes to another backend, bodies of any size included (3
+//! attempts in all), and a connect failure ejects the backend; a failure
+//! after the request may have reached the backend is not retried; when
+//! every attempt failed → 502 naming the service and the last error.
 //! `X-Forwarded-For/-Proto/-Host` are set and hop-by-hop headers removed
 //! both ways. Latency is measured to the backend's response head.
 
 use super::State;
+use super::upstream::{PooledBody, SendError};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
-use http_body_util::{BodyExt as _, Either, Full};
-use hyper::body::{Body as _, Incoming};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -34,30 +34,11 @@ use tokio_rustls::TlsAcceptor;
 
 /// Attempts per request, the first included.
 pub const MAX_ATTEMPTS: usize = 3;
-/// Bodies up to this size (by `Content-Length`) are buffered so that the
-/// request can be retried.
-pub const MAX_BUFFERED_BODY: u64 = 1 << 20;
 /// How long a client has to send a request's head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What goes to a backend: a buffered body (retryable) or the client's.
-pub(crate) type UpstreamBody = Either<Full<Bytes>, Incoming>;
 /// What goes back to the client: the backend's body or the ingress's own.
-pub type ResponseBody = Either<Incoming, Full<Bytes>>;
-/// The pooled client to backends.
-pub(crate) type Upstream = Client<HttpConnector, UpstreamBody>;
-
-/// The HTTP/1.1 client to backends: pooled, connect timeout, no Nagle.
-pub(crate) fn upstream(connect_timeout: Duration) -> Upstream {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(32)
-        .build(connector)
-}
+pub type ResponseBody = Either<PooledBody, Full<Bytes>>;
 
 /// TLS with the route certificates, ALPN h2 then http/1.1.
 pub(crate) fn tls_acceptor(resolver: Arc<super::certs::SniResolver>) -> TlsAcceptor {
@@ -107,9 +88,11 @@ pub(crate) async fn serve(
         let tls = tls.clone();
         let handshake = state.timing.handshake_timeout;
         tokio::spawn(async move {
+            let client = Arc::new(Client::new(peer, scheme));
             let service = hyper::service::service_fn(move |request| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, request, peer, scheme).await) }
+                let client = client.clone();
+                async move { Ok::<_, Infallible>(handle(&state, request, &client).await) }
             });
             match tls {
                 None => {
@@ -184,25 +167,38 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
+/// Who is at the other end of a client connection, as the forwarded
+/// headers say it; made once per connection.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The client's address (IPv4-mapped IPv6 shown as IPv4).
+    pub ip: HeaderValue,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+}
+
+impl Client {
+    pub fn new(peer: SocketAddr, scheme: &'static str) -> Self {
+        let ip = HeaderValue::try_from(peer.ip().to_canonical().to_string())
+            .unwrap_or_else(|_| unreachable!("an IP address is a valid header value"));
+        Self { ip, scheme }
+    }
+}
+
 /// Sets `X-Forwarded-For` (appended), `-Proto` and `-Host`.
-pub fn set_forwarded(
-    headers: &mut HeaderMap,
-    peer: SocketAddr,
-    scheme: &'static str,
-    host: &HeaderValue,
-) {
+pub fn set_forwarded(headers: &mut HeaderMap, client: &Client, host: &HeaderValue) {
     const FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
     const PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
     const HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-    let ip = peer.ip().to_canonical();
-    let value = match headers.get(&FOR).and_then(|v| v.to_str().ok()) {
-        Some(before) if !before.trim().is_empty() => format!("{before}, {ip}"),
-        _ => ip.to_string(),
+    let appended = match headers.get(&FOR).and_then(|v| v.to_str().ok()) {
+        Some(before) if !before.trim().is_empty() => {
+            let ip = client.ip.to_str().unwrap_or_default();
+            HeaderValue::try_from(format!("{before}, {ip}")).ok()
+        }
+        _ => None,
     };
-    if let Ok(value) = HeaderValue::try_from(value) {
-        headers.insert(FOR, value);
-    }
-    headers.insert(PROTO, HeaderValue::from_static(scheme));
+    headers.insert(FOR, appended.unwrap_or_else(|| client.ip.clone()));
+    headers.insert(PROTO, HeaderValue::from_static(client.scheme));
     headers.insert(HOST, host.clone());
 }
 
@@ -210,8 +206,7 @@ pub fn set_forwarded(
 async fn handle(
     state: &State,
     request: Request<Incoming>,
-    peer: SocketAddr,
-    scheme: &'static str,
+    client: &Client,
 ) -> Response<ResponseBody> {
     let started = Instant::now();
     let active = state.active();
@@ -241,66 +236,35 @@ async fn handle(
         return response;
     }
 
-    // A body that can be sent again, or the client's stream.
-    let (buffered, mut streamed) = if body.is_end_stream() {
-        (Some(Bytes::new()), None)
-    } else if body
-        .size_hint()
-        .exact()
-        .is_some_and(|n| n <= MAX_BUFFERED_BODY)
-    {
-        match body.collect().await {
-            Ok(collected) => (Some(collected.to_bytes()), None),
-            Err(error) => {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    format!("cannot read the request body: {error}\n"),
-                );
-            }
-        }
-    } else {
-        (None, Some(body))
-    };
-
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    strip_hop_by_hop(&mut parts.headers);
-    set_forwarded(&mut parts.headers, peer, scheme, &host);
-    if !parts.headers.contains_key(header::HOST) {
-        parts.headers.insert(header::HOST, host.clone());
+    // Backends get origin-form (`/path?query`) over HTTP/1.1.
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        parts.uri = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .map_or_else(|| Uri::from_static("/"), Uri::from);
     }
+    parts.version = Version::HTTP_11;
+    strip_hop_by_hop(&mut parts.headers);
+    set_forwarded(&mut parts.headers, client, &host);
+    if !parts.headers.contains_key(header::HOST) {
+        parts.headers.insert(header::HOST, host);
+    }
+    let mut request = Some(Request::from_parts(parts, body));
 
     let mut tried: [Option<SocketAddr>; MAX_ATTEMPTS] = [None; MAX_ATTEMPTS];
     let mut last: Option<(usize, String)> = None;
     for attempt in 0..MAX_ATTEMPTS {
+        let Some(upstream) = request.take() else {
+            break;
+        };
         let Some(pick) = choose(state, route, &tried) else {
             break;
         };
         let address = pick.backend.address;
         tried[attempt] = Some(address);
         let slot = pick.group.slot;
-        let body = match (&buffered, streamed.take()) {
-            (Some(bytes), _) => Either::Left(Full::new(bytes.clone())),
-            (None, Some(stream)) => Either::Right(stream),
-            (None, None) => break,
-        };
-        let Ok(uri) = Uri::try_from(format!("http://{address}{path_and_query}")) else {
-            last = Some((slot, format!("cannot address backend {address}")));
-            break;
-        };
-        let mut upstream = Request::new(body);
-        *upstream.method_mut() = parts.method.clone();
-        *upstream.uri_mut() = uri;
-        *upstream.version_mut() = Version::HTTP_11;
-        *upstream.headers_mut() = if buffered.is_some() {
-            parts.headers.clone()
-        } else {
-            std::mem::take(&mut parts.headers)
-        };
-        match state.client().request(upstream).await {
+        match state.upstreams().send(address, upstream).await {
             Ok(mut response) => {
                 state.connect_succeeded(address);
                 let error = response.status().is_server_error();
@@ -308,18 +272,15 @@ async fn handle(
                 strip_hop_by_hop(response.headers_mut());
                 return response.map(Either::Left);
             }
-            Err(error) => {
-                let connect = error.is_connect();
-                let message = crate::docker::chain(&error);
-                if connect {
+            Err((error, unsent)) => {
+                if let SendError::Connect(_) = error {
                     state.connect_failed(address, &route.service);
                 }
-                tracing::debug!(service = %route.service, backend = %address, attempt, error = %message, "proxying failed");
-                last = Some((slot, message));
-                // Only a request that never reached a backend may go to another.
-                if !connect || buffered.is_none() {
-                    break;
-                }
+                tracing::debug!(service = %route.service, backend = %address, attempt, %error, "proxying failed");
+                last = Some((slot, error.to_string()));
+                // Only a request that never reached a backend may go to
+                // another; `unsent` is `None` otherwise.
+                request = unsent;
             }
         }
     }
@@ -384,22 +345,14 @@ mod tests {
     fn forwarded_headers_append_the_client() {
         let host = HeaderValue::from_static("web.example.com");
         let mut headers = HeaderMap::new();
-        set_forwarded(
-            &mut headers,
-            "10.1.2.3:5555".parse().unwrap(),
-            "http",
-            &host,
-        );
+        let client = Client::new("10.1.2.3:5555".parse().unwrap(), "http");
+        set_forwarded(&mut headers, &client, &host);
         assert_eq!(headers["x-forwarded-for"], "10.1.2.3");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "web.example.com");
         headers.insert("x-forwarded-proto", HeaderValue::from_static("spoofed"));
-        set_forwarded(
-            &mut headers,
-            "[::ffff:10.9.9.9]:1".parse().unwrap(),
-            "https",
-            &host,
-        );
+        let client = Client::new("[::ffff:10.9.9.9]:1".parse().unwrap(), "https");
+        set_forwarded(&mut headers, &client, &host);
         assert_eq!(headers["x-forwarded-for"], "10.1.2.3, 10.9.9.9");
         assert_eq!(headers["x-forwarded-proto"], "https");
     }
