@@ -26,11 +26,56 @@ pub(crate) fn cpu_time(pid: u32) -> Option<Duration> {
 /// User plus system CPU time from a `stat` file: a process's
 /// (`/proc/PID/stat`) or one thread's (`/proc/self/task/TID/stat`).
 pub(crate) fn cpu_time_at(path: &str) -> Option<Duration> {
+    cpu_times_at(path).map(CpuTimes::total)
+}
+
+/// CPU time spent in user space and in the kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct CpuTimes {
+    pub(crate) user: Duration,
+    pub(crate) system: Duration,
+}
+
+impl CpuTimes {
+    pub(crate) fn total(self) -> Duration {
+        self.user + self.system
+    }
+
+    /// What was spent since `before`.
+    pub(crate) fn since(self, before: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            user: self.user.saturating_sub(before.user),
+            system: self.system.saturating_sub(before.system),
+        }
+    }
+}
+
+impl std::ops::Add for CpuTimes {
+    type Output = CpuTimes;
+    fn add(self, other: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            user: self.user + other.user,
+            system: self.system + other.system,
+        }
+    }
+}
+
+impl std::iter::Sum for CpuTimes {
+    fn sum<I: Iterator<Item = CpuTimes>>(iter: I) -> CpuTimes {
+        iter.fold(CpuTimes::default(), std::ops::Add::add)
+    }
+}
+
+/// User and system CPU time from a `stat` file (see [`cpu_time_at`]).
+pub(crate) fn cpu_times_at(path: &str) -> Option<CpuTimes> {
     let fields = stat_fields(path)?;
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     // USER_HZ is 100 on Linux.
-    Some(Duration::from_millis((utime + stime) * 10))
+    Some(CpuTimes {
+        user: Duration::from_millis(utime * 10),
+        system: Duration::from_millis(stime * 10),
+    })
 }
 
 /// The parent of process `pid`.

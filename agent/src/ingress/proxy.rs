@@ -151,9 +151,19 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
+/// Whether `name` is hop-by-hop by itself (not counting those a
+/// `Connection` header names).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == header::UPGRADE
+}
+
 /// Removes hop-by-hop headers, those `Connection` names included, and
 /// `Upgrade` (upgrades are not proxied).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages have none: one pass over the names, no lookups.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -258,13 +268,13 @@ async fn handle(
         let Some(upstream) = request.take() else {
             break;
         };
-        let Some(pick) = choose(state, route, &tried) else {
+        let Some(pick) = choose(state, route, &tried, started) else {
             break;
         };
         let address = pick.backend.address;
         tried[attempt] = Some(address);
         let slot = pick.group.slot;
-        match state.upstreams().send(address, upstream).await {
+        match state.upstreams().send(address, upstream, started).await {
             Ok(mut response) => {
                 state.connect_succeeded(address);
                 let error = response.status().is_server_error();
@@ -302,10 +312,10 @@ fn choose<'a>(
     state: &State,
     route: &'a super::routes::Route,
     tried: &[Option<SocketAddr>; MAX_ATTEMPTS],
+    now: Instant,
 ) -> Option<super::routes::Pick<'a>> {
     let random = rand::random::<u64>();
     let fresh = |address: SocketAddr| !tried.contains(&Some(address));
-    let now = Instant::now();
     let ejections = state.ejections();
     let healthy =
         |b: &super::routes::Backend| fresh(b.address) && !ejections.is_ejected(b.address, now);
@@ -339,6 +349,23 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert!(headers.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn each_hop_by_hop_header_alone_is_found() {
+        for name in HOP_BY_HOP.iter().chain([&header::UPGRADE]) {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+            headers.insert(name.clone(), HeaderValue::from_static("x"));
+            strip_hop_by_hop(&mut headers);
+            assert_eq!(headers.len(), 1, "{name} stayed: {headers:?}");
+        }
+        let mut plain = HeaderMap::new();
+        plain.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        plain.insert("x-keep", HeaderValue::from_static("1"));
+        let before = plain.clone();
+        strip_hop_by_hop(&mut plain);
+        assert_eq!(plain, before);
     }
 
     #[test]

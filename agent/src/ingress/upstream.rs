@@ -147,15 +147,12 @@ impl Upstreams {
         self.idle().retain(|address, _| keep(address));
     }
 
-    fn checkout(&self, address: SocketAddr) -> Option<Sender> {
-        self.idle().get_mut(&address)?.take(Instant::now())
+    fn checkout(&self, address: SocketAddr, now: Instant) -> Option<Sender> {
+        self.idle().get_mut(&address)?.take(now)
     }
 
-    fn give_back(&self, address: SocketAddr, sender: Sender) {
-        self.idle()
-            .entry(address)
-            .or_default()
-            .put(sender, Instant::now());
+    fn give_back(&self, address: SocketAddr, sender: Sender, since: Instant) {
+        self.idle().entry(address).or_default().put(sender, since);
     }
 
     async fn connect(&self, address: SocketAddr) -> Result<Sender, SendError> {
@@ -184,15 +181,18 @@ impl Upstreams {
     }
 
     /// Sends `request` (origin-form URI, `Host` set) to `address` over an
-    /// idle connection or a new one. On failure, the request comes back
-    /// when it was not written.
+    /// idle connection or a new one; `now` is about now (the request's
+    /// start: it ages idle connections, and the connection counts as idle
+    /// from then when it comes back, which errs on the safe side). On
+    /// failure, the request comes back when it was not written.
     pub(crate) async fn send(
         self: &Arc<Self>,
         address: SocketAddr,
         mut request: Request<Incoming>,
+        now: Instant,
     ) -> Result<Response<PooledBody>, (SendError, Option<Request<Incoming>>)> {
         loop {
-            let (mut sender, pooled) = match self.checkout(address) {
+            let (mut sender, pooled) = match self.checkout(address, now) {
                 Some(sender) => (sender, true),
                 None => match self.connect(address).await {
                     Ok(sender) => (sender, false),
@@ -201,7 +201,7 @@ impl Upstreams {
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
-                    let pool = Some((self.clone(), address, sender));
+                    let pool = Some((self.clone(), address, sender, now));
                     return Ok(response.map(|body| PooledBody {
                         body,
                         ended: false,
@@ -228,7 +228,8 @@ pub struct PooledBody {
     /// The body's last frame was read (a chunked body does not say so
     /// through `is_end_stream`).
     ended: bool,
-    pool: Option<(Arc<Upstreams>, SocketAddr, Sender)>,
+    /// Where the connection goes back, and since when it counts as idle.
+    pool: Option<(Arc<Upstreams>, SocketAddr, Sender, Instant)>,
 }
 
 impl Body for PooledBody {
@@ -259,10 +260,10 @@ impl Body for PooledBody {
 
 impl Drop for PooledBody {
     fn drop(&mut self) {
-        if let Some((pool, address, sender)) = self.pool.take()
+        if let Some((pool, address, sender, since)) = self.pool.take()
             && (self.ended || self.body.is_end_stream())
         {
-            pool.give_back(address, sender);
+            pool.give_back(address, sender, since);
         }
     }
 }
