@@ -136,6 +136,19 @@ fn table(version: u64, routes: Vec<Route>) -> RoutingTable {
     }
 }
 
+/// Version 1: `web.example.com` to one local backend at `address`.
+fn web_to(address: SocketAddr) -> RoutingTable {
+    table(
+        1,
+        vec![route(
+            "web",
+            &["web.example.com"],
+            &["/"],
+            vec![to("a", "here", 1, address, 1)],
+        )],
+    )
+}
+
 async fn start(https: bool) -> Ingress {
     let https = https.then(|| "127.0.0.1:0".parse().unwrap());
     Ingress::start(IngressConfig::new(
@@ -436,15 +449,7 @@ async fn backend_connections_are_reused() {
     let ingress = start(false).await;
     let http = Http::new(&ingress);
     let (address, accepted) = counted_backend("web").await;
-    ingress.apply(table(
-        1,
-        vec![route(
-            "web",
-            &["web.example.com"],
-            &["/"],
-            vec![to("a", "here", 1, address, 1)],
-        )],
-    ));
+    ingress.apply(web_to(address));
     for i in 0..50 {
         let answer = if i % 2 == 0 {
             http.get("web.example.com", "/").await
@@ -500,15 +505,7 @@ async fn a_backend_closing_idle_connections_costs_no_failed_request() {
     let ingress = start(false).await;
     let http = Http::new(&ingress);
     let (address, accepted) = closing_backend().await;
-    ingress.apply(table(
-        1,
-        vec![route(
-            "web",
-            &["web.example.com"],
-            &["/"],
-            vec![to("a", "here", 1, address, 1)],
-        )],
-    ));
+    ingress.apply(web_to(address));
     for i in 0..10 {
         let answer = http.get("web.example.com", "/").await;
         assert_eq!(

@@ -212,14 +212,7 @@ mod tests {
         crate::purity::assert_avoids(
             "ejection.rs",
             include_str!("ejection.rs"),
-            &[
-                concat!("tok", "io"),
-                concat!("hyp", "er"),
-                concat!("std::", "fs"),
-                concat!("Tcp", "Stream"),
-                concat!("SystemTime", "::now"),
-                concat!("Instant", "::now"),
-            ],
+            crate::purity::INGRESS_IO,
         );
     }
 }

@@ -223,14 +223,7 @@ mod tests {
         crate::purity::assert_avoids(
             "traffic.rs",
             include_str!("traffic.rs"),
-            &[
-                concat!("tok", "io"),
-                concat!("hyp", "er"),
-                concat!("std::", "fs"),
-                concat!("Tcp", "Stream"),
-                concat!("SystemTime", "::now"),
-                concat!("Instant", "::now"),
-            ],
+            crate::purity::INGRESS_IO,
         );
     }
 }
