@@ -6,7 +6,7 @@
 //! HTTPS over HTTP/2 with per-hostname certificates (self-signed and from
 //! a secret) and the per-revision traffic report.
 
-use argosy_agent::ingress::{Ingress, IngressConfig};
+use argosy_agent::ingress::{Ingress, IngressConfig, IngressTiming};
 use argosy_agent::secrets::{SecretFiles, Secrets};
 use argosy_proto::v1::{
     Route, RouteBackend, RouteTls, RoutingTable, SecretRef, SecretResponse, SecretValue, route_tls,
@@ -517,6 +517,135 @@ async fn a_backend_closing_idle_connections_costs_no_failed_request() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 10);
+}
+
+/// A raw-TCP backend that answers one keep-alive request per connection,
+/// shuts its side down after `close_after` (`None`: never), and reports
+/// when the ingress closed its side (the backend reads end of stream).
+async fn watched_backend(
+    close_after: Option<Duration>,
+) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<()>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (closed, closings) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let closed = closed.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nkept")
+                    .await;
+                if let Some(after) = close_after {
+                    tokio::time::sleep(after).await;
+                    let _ = stream.shutdown().await;
+                }
+                // The ingress sends nothing more on an idle connection:
+                // the next read ends when it closes its side.
+                if let Ok(0) = stream.read(&mut buffer).await {
+                    let _ = closed.send(());
+                }
+            });
+        }
+    });
+    (address, closings)
+}
+
+async fn start_with(timing: IngressTiming) -> Ingress {
+    let mut config = IngressConfig::new(Some("127.0.0.1:0".parse().unwrap()), None, "here");
+    config.timing = timing;
+    Ingress::start(config).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_backend_connection_idle_too_long_is_closed() {
+    let ingress = start_with(IngressTiming {
+        backend_idle_timeout: Duration::from_millis(300),
+        backend_sweep_every: Duration::from_millis(100),
+        ..IngressTiming::default()
+    })
+    .await;
+    let http = Http::new(&ingress);
+    let (address, mut closings) = watched_backend(None).await;
+    ingress.apply(web_to(address));
+    let answer = http.get("web.example.com", "/").await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "kept")
+    );
+    tokio::time::timeout(PATIENCE, closings.recv())
+        .await
+        .expect("the idle backend connection was never closed")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_backend_connection_the_backend_closed_while_idle_is_let_go() {
+    // Idle connections are kept long but looked at often; the connection
+    // notices the close itself, so this guards against a pool that would
+    // keep a dead connection and hand it to the next request.
+    let ingress = start_with(IngressTiming {
+        backend_sweep_every: Duration::from_millis(100),
+        ..IngressTiming::default()
+    })
+    .await;
+    let http = Http::new(&ingress);
+    let (address, mut closings) = watched_backend(Some(Duration::from_millis(50))).await;
+    ingress.apply(web_to(address));
+    let answer = http.get("web.example.com", "/").await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "kept")
+    );
+    tokio::time::timeout(PATIENCE, closings.recv())
+        .await
+        .expect("the ingress kept its half of a connection the backend had closed")
+        .unwrap();
+    // And the next request gets a new connection, not the dead one.
+    let answer = http.get("web.example.com", "/").await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "kept")
+    );
+}
+
+#[tokio::test]
+async fn a_backend_that_never_answers_gets_504_and_counts_as_an_error() {
+    let ingress = start_with(IngressTiming {
+        backend_response_timeout: Duration::from_millis(300),
+        ..IngressTiming::default()
+    })
+    .await;
+    let http = Http::new(&ingress);
+    // Accepts connections and reads requests, never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    ingress.apply(web_to(silent));
+    let answer = http.get("web.example.com", "/").await;
+    assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        answer.body,
+        format!("service web: backend {silent} sent no response within 300 ms\n")
+    );
+    let report = ingress.traffic().unwrap();
+    assert_eq!(
+        (report.revisions[0].requests, report.revisions[0].errors),
+        (1, 1)
+    );
 }
 
 #[tokio::test]

@@ -69,6 +69,15 @@ pub struct IngressTiming {
     pub shutdown_grace: Duration,
     /// How often round trips to other regions' ingresses are measured.
     pub round_trip_every: Duration,
+    /// How long a backend has to send a response's head once it has the
+    /// request; then the client gets 504 (the request is not retried: it
+    /// may have reached the backend).
+    pub backend_response_timeout: Duration,
+    /// How long a backend connection may stay idle before it is closed.
+    pub backend_idle_timeout: Duration,
+    /// How often idle backend connections are looked at while there are
+    /// any (closed by the backend, or idle too long).
+    pub backend_sweep_every: Duration,
 }
 
 impl Default for IngressTiming {
@@ -82,6 +91,9 @@ impl Default for IngressTiming {
             secret_retry: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
             round_trip_every: Duration::from_secs(10),
+            backend_response_timeout: Duration::from_secs(60),
+            backend_idle_timeout: upstream::IDLE_TIMEOUT,
+            backend_sweep_every: upstream::SWEEP_EVERY,
         }
     }
 }
@@ -395,7 +407,7 @@ impl Ingress {
             certs: Mutex::new(CertCache::default()),
             certs_wanted: Notify::new(),
             secrets: config.secrets,
-            upstreams: upstream::Upstreams::new(timing.connect_timeout),
+            upstreams: upstream::Upstreams::new(&timing),
             timing,
             round_trip_targets: Mutex::new(Vec::new()),
             targets_changed: Notify::new(),
@@ -426,6 +438,7 @@ impl Ingress {
         let mut background = vec![
             Abort(tokio::spawn(probe_loop(state.clone()))),
             Abort(tokio::spawn(round_trip_loop(state.clone()))),
+            Abort(tokio::spawn(state.upstreams.clone().sweep_loop())),
         ];
         if state.resolver.is_some() && state.secrets.is_some() {
             background.push(Abort(tokio::spawn(certificate_loop(state.clone()))));

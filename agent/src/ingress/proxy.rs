@@ -10,7 +10,9 @@
 //! closed) goes to another backend, bodies of any size included (3
 //! attempts in all), and a connect failure ejects the backend; a failure
 //! after the request may have reached the backend is not retried; when
-//! every attempt failed → 502 naming the service and the last error.
+//! every attempt failed → 502 naming the service and the last error; a
+//! backend that sends no response head within the response timeout →
+//! 504 naming the service, the backend and the timeout.
 //! `X-Forwarded-For/-Proto/-Host` are set and hop-by-hop headers removed
 //! both ways. Latency is measured to the backend's response head.
 
@@ -274,7 +276,23 @@ async fn handle(
         let address = pick.backend.address;
         tried[attempt] = Some(address);
         let slot = pick.group.slot;
-        match state.upstreams().send(address, upstream, started).await {
+        let timeout = state.timing.backend_response_timeout;
+        let sent =
+            tokio::time::timeout(timeout, state.upstreams().send(address, upstream, started));
+        let Ok(sent) = sent.await else {
+            // Not retried: the request may have reached the backend.
+            active.stats[slot].record(started.elapsed(), true);
+            tracing::warn!(service = %route.service, backend = %address, timeout_ms = timeout.as_millis(), "a backend did not answer in time");
+            return text(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "service {}: backend {address} sent no response within {} ms\n",
+                    route.service,
+                    timeout.as_millis()
+                ),
+            );
+        };
+        match sent {
             Ok(mut response) => {
                 state.connect_succeeded(address);
                 let error = response.status().is_server_error();

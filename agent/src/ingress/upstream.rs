@@ -17,7 +17,13 @@
 //! connection or backend; only a failure after it may have reached the
 //! backend consumes it. Which idle connection to take is the pure
 //! [`IdleList`] (newest first, closed and expired ones dropped), tested
-//! without sockets.
+//! without sockets; [`Upstreams::sweep_loop`] also closes the expired
+//! ones of a backend no request goes to any more.
+//!
+//! Measured and not kept: driving each backend connection from the
+//! request's own task instead of a task per connection (no channel hop,
+//! two task wake-ups fewer) cost as much user time per request, not less
+//! (`docs/benchmarks.md` (f)).
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -33,8 +39,12 @@ use std::time::{Duration, Instant};
 
 /// Idle connections kept per backend; more are closed.
 pub const MAX_IDLE_PER_BACKEND: usize = 64;
-/// An idle connection older than this is closed rather than used.
+/// How long a connection may stay idle by default
+/// ([`super::IngressTiming::backend_idle_timeout`]).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often idle connections are swept by default while there are any
+/// ([`super::IngressTiming::backend_sweep_every`]).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The sending half of one backend connection.
 pub(crate) type Sender = http1::SendRequest<Incoming>;
@@ -71,26 +81,22 @@ impl Connection for Sender {
 #[derive(Debug)]
 pub(crate) struct IdleList<C> {
     idle: Vec<(C, Instant)>,
-}
-
-impl<C> Default for IdleList<C> {
-    fn default() -> Self {
-        Self { idle: Vec::new() }
-    }
+    /// A connection idle longer than this is closed rather than used.
+    timeout: Duration,
 }
 
 impl<C: Connection> IdleList<C> {
+    pub(crate) fn new(timeout: Duration) -> Self {
+        Self {
+            idle: Vec::new(),
+            timeout,
+        }
+    }
+
     /// The newest usable connection: closed ones and those idle longer
-    /// than [`IDLE_TIMEOUT`] are dropped; one not ready yet stays.
+    /// than the timeout are dropped; one not ready yet stays.
     pub(crate) fn take(&mut self, now: Instant) -> Option<C> {
-        // Everything idle since before `stale` has expired; the list is
-        // oldest first, so those are a prefix.
-        let fresh_from = self
-            .idle
-            .iter()
-            .position(|(_, since)| now.saturating_duration_since(*since) <= IDLE_TIMEOUT)
-            .unwrap_or(self.idle.len());
-        self.idle.drain(..fresh_from);
+        self.drop_expired(now);
         let mut index = self.idle.len();
         while index > 0 {
             index -= 1;
@@ -116,6 +122,24 @@ impl<C: Connection> IdleList<C> {
         self.idle.push((connection, now));
     }
 
+    /// Drops the closed connections and those idle longer than the
+    /// timeout; returns whether any is left.
+    pub(crate) fn sweep(&mut self, now: Instant) -> bool {
+        self.drop_expired(now);
+        self.idle.retain(|(connection, _)| !connection.is_closed());
+        !self.idle.is_empty()
+    }
+
+    fn drop_expired(&mut self, now: Instant) {
+        // The list is oldest first, so the expired ones are a prefix.
+        let fresh_from = self
+            .idle
+            .iter()
+            .position(|(_, since)| now.saturating_duration_since(*since) <= self.timeout)
+            .unwrap_or(self.idle.len());
+        self.idle.drain(..fresh_from);
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.idle.len()
@@ -125,14 +149,21 @@ impl<C: Connection> IdleList<C> {
 /// The idle connections of every backend.
 pub(crate) struct Upstreams {
     idle: Mutex<HashMap<SocketAddr, IdleList<Sender>>>,
+    /// Wakes the sweep: a connection went idle.
+    pooled: tokio::sync::Notify,
     connect_timeout: Duration,
+    idle_timeout: Duration,
+    sweep_every: Duration,
 }
 
 impl Upstreams {
-    pub(crate) fn new(connect_timeout: Duration) -> Arc<Self> {
+    pub(crate) fn new(timing: &super::IngressTiming) -> Arc<Self> {
         Arc::new(Self {
             idle: Mutex::new(HashMap::new()),
-            connect_timeout,
+            pooled: tokio::sync::Notify::new(),
+            connect_timeout: timing.connect_timeout,
+            idle_timeout: timing.backend_idle_timeout,
+            sweep_every: timing.backend_sweep_every,
         })
     }
 
@@ -147,12 +178,35 @@ impl Upstreams {
         self.idle().retain(|address, _| keep(address));
     }
 
+    /// Closes idle connections that are closed or expired; returns
+    /// whether any is left.
+    fn sweep(&self, now: Instant) -> bool {
+        let mut idle = self.idle();
+        idle.retain(|_, list| list.sweep(now));
+        !idle.is_empty()
+    }
+
+    /// Sweeps every `sweep_every` while there are idle connections, and
+    /// sleeps while there are none (an idle agent wakes for nothing).
+    pub(crate) async fn sweep_loop(self: Arc<Self>) {
+        loop {
+            self.pooled.notified().await;
+            while self.sweep(Instant::now()) {
+                tokio::time::sleep(self.sweep_every).await;
+            }
+        }
+    }
+
     fn checkout(&self, address: SocketAddr, now: Instant) -> Option<Sender> {
         self.idle().get_mut(&address)?.take(now)
     }
 
     fn give_back(&self, address: SocketAddr, sender: Sender, since: Instant) {
-        self.idle().entry(address).or_default().put(sender, since);
+        self.idle()
+            .entry(address)
+            .or_insert_with(|| IdleList::new(self.idle_timeout))
+            .put(sender, since);
+        self.pooled.notify_one();
     }
 
     async fn connect(&self, address: SocketAddr) -> Result<Sender, SendError> {
@@ -302,7 +356,7 @@ mod tests {
     #[test]
     fn the_newest_idle_connection_is_taken_first() {
         let now = Instant::now();
-        let mut list = IdleList::default();
+        let mut list = IdleList::new(IDLE_TIMEOUT);
         list.put(fake("old"), now);
         list.put(fake("new"), now + Duration::from_secs(1));
         let now = now + Duration::from_secs(2);
@@ -314,7 +368,7 @@ mod tests {
     #[test]
     fn closed_connections_are_dropped_and_never_kept() {
         let now = Instant::now();
-        let mut list = IdleList::default();
+        let mut list = IdleList::new(IDLE_TIMEOUT);
         let (a, b) = (fake("a"), fake("b"));
         list.put(a.clone(), now);
         list.put(b.clone(), now);
@@ -330,7 +384,7 @@ mod tests {
     #[test]
     fn a_connection_not_ready_yet_stays_for_later() {
         let now = Instant::now();
-        let mut list = IdleList::default();
+        let mut list = IdleList::new(IDLE_TIMEOUT);
         let busy = fake("busy");
         busy.ready.set(false);
         list.put(busy.clone(), now);
@@ -343,7 +397,7 @@ mod tests {
     #[test]
     fn connections_idle_too_long_are_dropped() {
         let start = Instant::now();
-        let mut list = IdleList::default();
+        let mut list = IdleList::new(IDLE_TIMEOUT);
         list.put(fake("stale"), start);
         list.put(fake("fresh"), start + IDLE_TIMEOUT);
         let now = start + IDLE_TIMEOUT + Duration::from_millis(1);
@@ -353,9 +407,25 @@ mod tests {
     }
 
     #[test]
+    fn a_sweep_drops_expired_and_closed_connections() {
+        let start = Instant::now();
+        let mut list = IdleList::new(IDLE_TIMEOUT);
+        list.put(fake("stale"), start);
+        let closed = fake("closed");
+        list.put(closed.clone(), start + IDLE_TIMEOUT);
+        list.put(fake("kept"), start + IDLE_TIMEOUT);
+        closed.closed.set(true);
+        let now = start + IDLE_TIMEOUT + Duration::from_millis(1);
+        assert!(list.sweep(now));
+        assert_eq!(list.len(), 1);
+        assert_eq!(list.take(now).map(|c| c.name), Some("kept"));
+        assert!(!list.sweep(now), "nothing is left");
+    }
+
+    #[test]
     fn a_full_list_lets_its_oldest_connection_go() {
         let now = Instant::now();
-        let mut list = IdleList::default();
+        let mut list = IdleList::new(IDLE_TIMEOUT);
         let first = fake("first");
         list.put(first.clone(), now);
         for _ in 1..MAX_IDLE_PER_BACKEND {
