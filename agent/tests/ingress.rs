@@ -471,8 +471,23 @@ async fn backend_connections_are_reused() {
 /// A backend that answers one request per connection without saying so
 /// (`Connection: close` is not sent) and then closes it, as a backend
 /// with a short keep-alive timeout does; counts its connections.
+/// Reads a request's head (a raw backend's); `false` when the connection
+/// ended first.
+async fn read_head(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => head.extend_from_slice(&buffer[..n]),
+        }
+    }
+    true
+}
+
 async fn closing_backend() -> (SocketAddr, Arc<AtomicUsize>) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncWriteExt as _;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -481,13 +496,8 @@ async fn closing_backend() -> (SocketAddr, Arc<AtomicUsize>) {
         while let Ok((mut stream, _)) = listener.accept().await {
             counter.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buffer = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buffer[..n]),
-                    }
+                if !read_head(&mut stream).await {
+                    return;
                 }
                 let _ = stream
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nonce")
@@ -533,13 +543,8 @@ async fn watched_backend(
         while let Ok((mut stream, _)) = listener.accept().await {
             let closed = closed.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buffer = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buffer[..n]),
-                    }
+                if !read_head(&mut stream).await {
+                    return;
                 }
                 let _ = stream
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nkept")
@@ -550,7 +555,7 @@ async fn watched_backend(
                 }
                 // The ingress sends nothing more on an idle connection:
                 // the next read ends when it closes its side.
-                if let Ok(0) = stream.read(&mut buffer).await {
+                if let Ok(0) = stream.read(&mut [0u8; 64]).await {
                     let _ = closed.send(());
                 }
             });
